@@ -1,0 +1,68 @@
+"""The original U-Net (Ronneberger et al. 2015) with exact overlap-tile inference.
+
+Importing this package is cheap: TensorFlow/Keras are imported only when a function that
+needs them is called.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# Public name -> module that defines it.  Resolved lazily (PEP 562) so that
+# ``import napari_tiled_unet`` never imports TensorFlow, Qt or napari.
+_EXPORTS = {
+    "build_unet": "napari_tiled_unet.model.builder",
+    "UNetModel": "napari_tiled_unet.model.files",
+    "ModelMetadata": "napari_tiled_unet.model.files",
+    "load_model": "napari_tiled_unet.model.files",
+    "save_model": "napari_tiled_unet.model.files",
+    "valid_input_sizes": "napari_tiled_unet.model.geometry",
+    "output_size": "napari_tiled_unet.model.geometry",
+    "halo": "napari_tiled_unet.model.geometry",
+    "nearest_valid_input_size": "napari_tiled_unet.model.geometry",
+    "is_valid_input_size": "napari_tiled_unet.model.geometry",
+    "PercentileNormalizer": "napari_tiled_unet.normalize",
+    "segment": "napari_tiled_unet.predict",
+    "iter_segment": "napari_tiled_unet.predict",
+    "SegmentationResult": "napari_tiled_unet.predict",
+    "TileProgress": "napari_tiled_unet.predict",
+    "plan_tiles": "napari_tiled_unet.tiling",
+    "TilePlan": "napari_tiled_unet.tiling",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _EXPORTS.get(name)
+    if module_name is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module_name), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+if TYPE_CHECKING:  # pragma: no cover - for static type checkers only
+    from napari_tiled_unet.model.builder import build_unet
+    from napari_tiled_unet.model.files import ModelMetadata, UNetModel, load_model, save_model
+    from napari_tiled_unet.model.geometry import (
+        halo,
+        is_valid_input_size,
+        nearest_valid_input_size,
+        output_size,
+        valid_input_sizes,
+    )
+    from napari_tiled_unet.normalize import PercentileNormalizer
+    from napari_tiled_unet.predict import (
+        SegmentationResult,
+        TileProgress,
+        iter_segment,
+        segment,
+    )
+    from napari_tiled_unet.tiling import TilePlan, plan_tiles

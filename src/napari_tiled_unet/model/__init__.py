@@ -1,0 +1,1 @@
+"""The U-Net: builder (Keras), geometry (pure arithmetic) and model files."""

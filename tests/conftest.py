@@ -1,0 +1,33 @@
+"""Shared fixtures: tiny randomly initialised U-Nets (fast on two CPU cores)."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import functools
+
+import pytest
+
+
+@functools.lru_cache(maxsize=None)
+def tiny_unet(depth: int = 2, base_filters: int = 4, input_channels: int = 1,
+              num_classes: int = 2, seed: int = 0):
+    """A small U-Net wrapped as UNetModel, cached across tests (weights never change)."""
+    from napari_tiled_unet import build_unet
+    from napari_tiled_unet.model.files import wrap_keras_model
+
+    keras_model = build_unet(depth=depth, base_filters=base_filters,
+                             input_channels=input_channels, num_classes=num_classes, seed=seed)
+    return wrap_keras_model(keras_model)
+
+
+@pytest.fixture
+def unet2():
+    return tiny_unet(2, 4)
+
+
+@pytest.fixture
+def unet3():
+    return tiny_unet(3, 4)
