@@ -11,15 +11,25 @@ import functools
 import pytest
 
 
-@functools.lru_cache(maxsize=None)
-def tiny_unet(depth: int = 2, base_filters: int = 4, input_channels: int = 1,
-              num_classes: int = 2, seed: int = 0):
+@functools.cache
+def tiny_unet(
+    depth: int = 2,
+    base_filters: int = 4,
+    input_channels: int = 1,
+    num_classes: int = 2,
+    seed: int = 0,
+):
     """A small U-Net wrapped as UNetModel, cached across tests (weights never change)."""
     from napari_tiled_unet import build_unet
     from napari_tiled_unet.model.files import wrap_keras_model
 
-    keras_model = build_unet(depth=depth, base_filters=base_filters,
-                             input_channels=input_channels, num_classes=num_classes, seed=seed)
+    keras_model = build_unet(
+        depth=depth,
+        base_filters=base_filters,
+        input_channels=input_channels,
+        num_classes=num_classes,
+        seed=seed,
+    )
     return wrap_keras_model(keras_model)
 
 

@@ -57,15 +57,19 @@ def parse_axes(axes: str | None, shape: tuple[int, ...]) -> AxesLayout:
     """
     if axes is None:
         if len(shape) != 2:
-            raise ValueError(f"the image has {len(shape)} dimensions {tuple(shape)}; pass axes, "
-                             "e.g. axes='ZYX' for a stack or 'YXC' for channels last")
+            raise ValueError(
+                f"the image has {len(shape)} dimensions {tuple(shape)}; pass axes, "
+                "e.g. axes='ZYX' for a stack or 'YXC' for channels last"
+            )
         axes = "YX"
     if not isinstance(axes, str):
         raise TypeError(f"axes must be a string such as 'ZYX', got {type(axes).__name__}")
     axes = axes.upper()
     if len(axes) != len(shape):
-        raise ValueError(f"axes {axes!r} name {len(axes)} dimensions but the image has "
-                         f"{len(shape)} {tuple(shape)}; give one letter per dimension")
+        raise ValueError(
+            f"axes {axes!r} name {len(axes)} dimensions but the image has "
+            f"{len(shape)} {tuple(shape)}; give one letter per dimension"
+        )
     if len(set(axes)) != len(axes) or "Y" not in axes or "X" not in axes:
         raise ValueError(f"axes {axes!r} must contain Y and X once each and no letter twice")
     channels = [i for i, a in enumerate(axes) if a in _CHANNEL_LETTERS]

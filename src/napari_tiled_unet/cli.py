@@ -27,25 +27,49 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="napari-tiled-unet",
         description="Segment microscopy images with the original U-Net "
-                    "(valid convolutions, overlap-tile inference).")
+        "(valid convolutions, overlap-tile inference).",
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     seg = commands.add_parser(
-        "segment", help="segment TIFF images and write label (and probability) TIFFs",
+        "segment",
+        help="segment TIFF images and write label (and probability) TIFFs",
         description="Segment TIFF images with a U-Net and write OUTDIR/<stem>_labels.tif.",
-        epilog=_SEGMENT_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=_SEGMENT_EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     seg.add_argument("inputs", nargs="+", metavar="INPUT", type=Path, help="TIFF image(s)")
-    seg.add_argument("-o", "--output", required=True, type=Path, metavar="OUTDIR",
-                     help="folder for the results (created if missing)")
+    seg.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        type=Path,
+        metavar="OUTDIR",
+        help="folder for the results (created if missing)",
+    )
     seg.add_argument("--model", type=Path, metavar="PATH", help="model file (.keras or .h5)")
-    seg.add_argument("--axes", metavar="AXES",
-                     help="axes of the images, e.g. YX, ZYX, YXC (default: from the TIFF)")
-    seg.add_argument("--tile-size", type=int, metavar="N",
-                     help="input tile size in px (default: automatic from memory)")
-    seg.add_argument("--normalize", choices=("percentile", "none", "auto"), default="auto",
-                     help="input normalisation (default: auto = what the model asks for)")
-    seg.add_argument("--probabilities", action="store_true",
-                     help="also write <stem>_probabilities.tif (float32, classes last)")
+    seg.add_argument(
+        "--axes",
+        metavar="AXES",
+        help="axes of the images, e.g. YX, ZYX, YXC (default: from the TIFF)",
+    )
+    seg.add_argument(
+        "--tile-size",
+        type=int,
+        metavar="N",
+        help="input tile size in px (default: automatic from memory)",
+    )
+    seg.add_argument(
+        "--normalize",
+        choices=("percentile", "none", "auto"),
+        default="auto",
+        help="input normalisation (default: auto = what the model asks for)",
+    )
+    seg.add_argument(
+        "--probabilities",
+        action="store_true",
+        help="also write <stem>_probabilities.tif (float32, classes last)",
+    )
     return parser
 
 
@@ -66,9 +90,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         from napari_tiled_unet.io import segment_files
 
         try:
-            written = segment_files(args.inputs, args.output, model=args.model, axes=args.axes,
-                                    tile_size=args.tile_size, normalize=args.normalize,
-                                    probabilities=args.probabilities)
+            written = segment_files(
+                args.inputs,
+                args.output,
+                model=args.model,
+                axes=args.axes,
+                tile_size=args.tile_size,
+                normalize=args.normalize,
+                probabilities=args.probabilities,
+            )
         except (ValueError, TypeError, FileNotFoundError, OSError) as exc:
             return _fail(str(exc))
         for path in written:

@@ -23,8 +23,9 @@ def read_tiff(path: Path) -> tuple[np.ndarray, str]:
             series = tif.series[0]
             return series.asarray(), series.axes.upper()
     except (tifffile.TiffFileError, ValueError, IndexError) as exc:
-        raise ValueError(f"{path.name} is not a readable TIFF ({exc}); "
-                         "check the file or convert it to TIFF") from exc
+        raise ValueError(
+            f"{path.name} is not a readable TIFF ({exc}); check the file or convert it to TIFF"
+        ) from exc
 
 
 def _guess_axes(tiff_axes: str, ndim: int) -> str:
@@ -53,16 +54,27 @@ def write_tiff_atomic(path: Path, data: np.ndarray, *, axes: str) -> None:
     fd, tmp_name = tempfile.mkstemp(suffix=".tif", prefix=f".{path.stem}.", dir=path.parent)
     os.close(fd)
     try:
-        tifffile.imwrite(tmp_name, data, metadata={"axes": axes},
-                         bigtiff=data.nbytes > 2**32 - 2**25, compression="zlib")
+        tifffile.imwrite(
+            tmp_name,
+            data,
+            metadata={"axes": axes},
+            bigtiff=data.nbytes > 2**32 - 2**25,
+            compression="zlib",
+        )
         os.replace(tmp_name, path)
     finally:
         Path(tmp_name).unlink(missing_ok=True)
 
 
 def segment_files(
-    inputs: Sequence[Path], outdir: Path, *, model: Any, axes: str | None = None,
-    tile_size: int | None = None, normalize: str = "auto", probabilities: bool = False,
+    inputs: Sequence[Path],
+    outdir: Path,
+    *,
+    model: Any,
+    axes: str | None = None,
+    tile_size: int | None = None,
+    normalize: str = "auto",
+    probabilities: bool = False,
 ) -> list[Path]:
     """Segment TIFF files; write ``<stem>_labels.tif`` (and probabilities) into ``outdir``.
 
@@ -79,13 +91,19 @@ def segment_files(
         use_axes = (axes or _guess_axes(tiff_axes, image.ndim)).upper() or None
         with warnings.catch_warnings():
             warnings.simplefilter("always")
-            result = segment(unet, image, axes=use_axes, tile_size=tile_size,
-                             normalize=None if normalize == "none" else normalize)
+            result = segment(
+                unet,
+                image,
+                axes=use_axes,
+                tile_size=tile_size,
+                normalize=None if normalize == "none" else normalize,
+            )
         stem = output_stem(path)
         targets = [(outdir / f"{stem}_labels.tif", result.labels, result.axes)]
         if probabilities:
-            targets.append((outdir / f"{stem}_probabilities.tif", result.probabilities,
-                            result.axes + "C"))
+            targets.append(
+                (outdir / f"{stem}_probabilities.tif", result.probabilities, result.axes + "C")
+            )
         for target, data, data_axes in targets:
             write_tiff_atomic(target, data, axes=data_axes)
             written.append(target)

@@ -28,8 +28,10 @@ class PercentileNormalizer:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.low < self.high <= 100.0:
-            raise ValueError(f"percentiles must satisfy 0 <= low < high <= 100, "
-                             f"got low={self.low}, high={self.high}")
+            raise ValueError(
+                f"percentiles must satisfy 0 <= low < high <= 100, "
+                f"got low={self.low}, high={self.high}"
+            )
         if self.per not in ("plane", "stack"):
             raise ValueError(f"per must be 'plane' or 'stack', got {self.per!r}")
 
@@ -55,7 +57,10 @@ def normalizer_from_dict(info: dict[str, Any] | None) -> PercentileNormalizer | 
     if not info or info.get("method") in (None, "none"):
         return None
     if info.get("method") != "percentile":
-        raise ValueError(f"unknown normalisation method {info.get('method')!r} in model "
-                         "metadata; expected 'percentile' or 'none'")
-    return PercentileNormalizer(float(info.get("low", 1.0)), float(info.get("high", 99.8)),
-                                info.get("per", "plane"))
+        raise ValueError(
+            f"unknown normalisation method {info.get('method')!r} in model "
+            "metadata; expected 'percentile' or 'none'"
+        )
+    return PercentileNormalizer(
+        float(info.get("low", 1.0)), float(info.get("high", 99.8)), info.get("per", "plane")
+    )

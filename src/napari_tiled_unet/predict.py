@@ -90,8 +90,10 @@ def _resolve_model(model: Any) -> Any:
         return load_model(model)
     if hasattr(model, "inputs") and hasattr(model, "layers"):
         return wrap_keras_model(model)
-    raise TypeError(f"model must be a UNetModel, a Keras model or a model file path, "
-                    f"got {type(model).__name__}")
+    raise TypeError(
+        f"model must be a UNetModel, a Keras model or a model file path, "
+        f"got {type(model).__name__}"
+    )
 
 
 def _resolve_normalizer(normalize: Any, unet: Any) -> PercentileNormalizer | None:
@@ -103,18 +105,25 @@ def _resolve_normalizer(normalize: Any, unet: Any) -> PercentileNormalizer | Non
         return normalizer_from_dict(unet.metadata.normalization)
     if normalize == "percentile":
         return PercentileNormalizer()
-    raise ValueError(f"normalize must be 'auto', 'percentile', None or a PercentileNormalizer, "
-                     f"got {normalize!r}")
+    raise ValueError(
+        f"normalize must be 'auto', 'percentile', None or a PercentileNormalizer, "
+        f"got {normalize!r}"
+    )
 
 
 def _check_channels(canonical: Any, layout: AxesLayout, unet: Any) -> None:
     have, want = canonical.shape[-1], unet.spec.input_channels
     if have != want:
-        where = f"axis {layout.axes[layout.channel_axis]}" if layout.channel_axis is not None \
+        where = (
+            f"axis {layout.axes[layout.channel_axis]}"
+            if layout.channel_axis is not None
             else "no channel axis"
-        raise ValueError(f"the image has {have} channel(s) ({where}) but the model expects "
-                         f"{want}; pick {'one channel' if want == 1 else f'{want} channels'} "
-                         "or a model made for this image")
+        )
+        raise ValueError(
+            f"the image has {have} channel(s) ({where}) but the model expects "
+            f"{want}; pick {'one channel' if want == 1 else f'{want} channels'} "
+            "or a model made for this image"
+        )
 
 
 def iter_segment(
@@ -141,8 +150,13 @@ def iter_segment(
     _check_channels(canonical, layout, unet)
     normalizer = _resolve_normalizer(normalize, unet)
     plane_shape, (height, width) = canonical.shape[:-3], canonical.shape[-3:-1]
-    plan = plan_tiles((height, width), unet.spec, tile_size=tile_size,
-                      memory_budget=memory_budget, batch_size=batch_size)
+    plan = plan_tiles(
+        (height, width),
+        unet.spec,
+        tile_size=tile_size,
+        memory_budget=memory_budget,
+        batch_size=batch_size,
+    )
     probs = np.zeros((*plane_shape, height, width, unet.spec.num_classes), np.float32)
     todo = list(np.ndindex(*plane_shape)) if planes is None else [tuple(p) for p in planes]
     stats = None
@@ -160,10 +174,13 @@ def iter_segment(
             for tile, out in zip(batch, outputs):
                 probs[index][tile.owned] = out[tile.owned_in_tile]
             done += len(batch)
-            region = (slice(batch[0].owned[0].start, batch[-1].owned[0].stop),
-                      slice(0, width) if len(batch) > 1 else batch[0].owned[1])
-            yield TileProgress(index, number, len(todo), done, plan.n_tiles, region,
-                               probs[index][region])
+            region = (
+                slice(batch[0].owned[0].start, batch[-1].owned[0].stop),
+                slice(0, width) if len(batch) > 1 else batch[0].owned[1],
+            )
+            yield TileProgress(
+                index, number, len(todo), done, plan.n_tiles, region, probs[index][region]
+            )
     probs = np.transpose(probs, [*layout.output_order(), probs.ndim - 1])
     return SegmentationResult(probs, layout.output_axes, unet.metadata.class_names, plan)
 
@@ -198,7 +215,7 @@ def segment(
         Input tile size; invalid sizes are rounded to the nearest valid one with a warning.
         Default: chosen from ``memory_budget``.
     memory_budget : int, optional
-        Activation memory per network call in bytes (default 3 GiB).
+        Activation memory per network call in bytes (default 2 GiB).
     batch_size : int, optional
         Tiles per network call (default: as many as the budget allows, at most 16).
     normalize : {"auto", "percentile"}, PercentileNormalizer or None
@@ -210,11 +227,17 @@ def segment(
     SegmentationResult
         ``.probabilities`` (float32, non-channel axes + classes) and ``.labels``.
     """
-    steps = iter_segment(model, image, axes=axes, tile_size=tile_size,
-                         memory_budget=memory_budget, batch_size=batch_size,
-                         normalize=normalize)
+    steps = iter_segment(
+        model,
+        image,
+        axes=axes,
+        tile_size=tile_size,
+        memory_budget=memory_budget,
+        batch_size=batch_size,
+        normalize=normalize,
+    )
     while True:
         try:
             next(steps)
         except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
+            return stop.value

@@ -9,6 +9,7 @@ the image the context is the image mirrored at its border (numpy's ``"reflect"``
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -17,7 +18,6 @@ import numpy as np
 from napari_tiled_unet.model.geometry import (
     alignment,
     halo,
-    is_valid_input_size,
     nearest_valid_input_size,
     output_size,
     smallest_input_for_output,
@@ -36,7 +36,10 @@ __all__ = [
 ]
 
 #: Default activation-memory budget for automatic tiles (bytes): comfortable on a laptop.
-DEFAULT_MEMORY_BUDGET = 3 * 2**30
+DEFAULT_MEMORY_BUDGET = 2 * 2**30
+# TensorFlow's CPU kernels (oneDNN) hold workspace beyond the live tensors: the measured
+# peak RSS increase of one forward pass was 1.2-1.8x the live-tensor count (benchmarks/).
+_RUNTIME_FACTOR = 1.8
 _MAX_BATCH = 16
 
 
@@ -76,8 +79,9 @@ class NetworkSpec:
 def activation_bytes(spec: NetworkSpec, tile_in: tuple[int, int], batch: int = 1) -> int:
     """Estimate the peak activation memory (bytes, float32) of one forward pass.
 
-    Walks the network layer by layer and takes the largest sum of tensors alive at once:
-    the skip connections held for the expanding path plus a layer's input and output.
+    Walks the network layer by layer and takes the largest sum of tensors alive at once
+    (the skip connections held for the expanding path plus a layer's input and output),
+    times the runtime overhead measured for TensorFlow on the CPU.
     """
     h, w = tile_in
     chans, live_skips, peak = spec.input_channels, 0, 0
@@ -105,7 +109,7 @@ def activation_bytes(spec: NetworkSpec, tile_in: tuple[int, int], batch: int = 1
         step(h * w, 2 * f, (h - 2) * (w - 2), f)
         step((h - 2) * (w - 2), f, (h - 4) * (w - 4), f)
         h, w, chans = h - 4, w - 4, f
-    return int(4 * batch * peak)
+    return int(4 * batch * peak * _RUNTIME_FACTOR)
 
 
 def axis_origins(size: int, tile_out: int, step: int) -> tuple[int, ...]:
@@ -119,8 +123,10 @@ def axis_origins(size: int, tile_out: int, step: int) -> tuple[int, ...]:
         return (0,)
     stride = tile_out // step * step
     if stride <= 0:
-        raise ValueError(f"output tiles of {tile_out} px are smaller than the network's "
-                         f"alignment of {step} px; use a larger tile size")
+        raise ValueError(
+            f"output tiles of {tile_out} px are smaller than the network's "
+            f"alignment of {step} px; use a larger tile size"
+        )
     origins = list(range(0, size - tile_out, stride))
     last = -(-(size - tile_out) // step) * step
     return (*origins, last)
@@ -184,8 +190,12 @@ class TilePlan:
             y_end = ys[iy + 1] if iy + 1 < len(ys) else self.shape[0]
             for ix, x in enumerate(xs):
                 x_end = xs[ix + 1] if ix + 1 < len(xs) else self.shape[1]
-                yield Tile(index, (y - self.halo, x - self.halo), (y, x),
-                           (slice(y, y_end), slice(x, x_end)))
+                yield Tile(
+                    index,
+                    (y - self.halo, x - self.halo),
+                    (y, x),
+                    (slice(y, y_end), slice(x, x_end)),
+                )
                 index += 1
 
     def batches(self) -> Iterator[list[Tile]]:
@@ -216,10 +226,12 @@ def reflect_indices(indices: np.ndarray, size: int) -> np.ndarray:
 
 def cut_tile(plane: np.ndarray, tile: Tile, plan: TilePlan) -> np.ndarray:
     """Cut the input of ``tile`` (with its mirrored context) from a ``(Y, X, C)`` plane."""
-    ys = reflect_indices(np.arange(tile.input_start[0], tile.input_start[0] + plan.tile_in[0]),
-                         plane.shape[0])
-    xs = reflect_indices(np.arange(tile.input_start[1], tile.input_start[1] + plan.tile_in[1]),
-                         plane.shape[1])
+    ys = reflect_indices(
+        np.arange(tile.input_start[0], tile.input_start[0] + plan.tile_in[0]), plane.shape[0]
+    )
+    xs = reflect_indices(
+        np.arange(tile.input_start[1], tile.input_start[1] + plan.tile_in[1]), plane.shape[1]
+    )
     y0, y1 = int(ys.min()), int(ys.max()) + 1
     x0, x1 = int(xs.min()), int(xs.max()) + 1
     # Read only the bounding box (cheap for memory-mapped or lazy arrays), then mirror.
@@ -228,10 +240,30 @@ def cut_tile(plane: np.ndarray, tile: Tile, plan: TilePlan) -> np.ndarray:
 
 
 def _tile_sizes_from_request(tile_size: int | tuple[int, int], depth: int) -> tuple[int, int]:
-    sizes = (tile_size, tile_size) if np.isscalar(tile_size) else tuple(tile_size)  # type: ignore[arg-type]
+    sizes = [tile_size, tile_size] if isinstance(tile_size, (int, np.integer)) else list(tile_size)
     if len(sizes) != 2 or any(int(s) <= 0 for s in sizes):
         raise ValueError(f"tile_size must be a positive int or a (Y, X) pair, got {tile_size!r}")
-    return tuple(nearest_valid_input_size(int(s), depth, warn=True) for s in sizes)  # type: ignore[return-value]
+    return (
+        nearest_valid_input_size(int(sizes[0]), depth, warn=True),
+        nearest_valid_input_size(int(sizes[1]), depth, warn=True),
+    )
+
+
+def _explicit_tile_sizes(
+    tile_size: int | tuple[int, int], spec: NetworkSpec, cover: tuple[int, int]
+) -> tuple[int, int]:
+    """Round a requested size to valid, at least one alignment step of output, at most cover."""
+    requested = _tile_sizes_from_request(tile_size, spec.depth)
+    minimum = smallest_input_for_output(spec.alignment, spec.depth)
+    sizes = tuple(min(max(r, minimum), c) for r, c in zip(requested, cover))
+    if any(s > r for s, r in zip(sizes, requested)):
+        warnings.warn(
+            f"tile size {requested} gives output tiles smaller than the network's "
+            f"alignment of {spec.alignment} px; using {sizes}",
+            UserWarning,
+            stacklevel=3,
+        )
+    return sizes  # type: ignore[return-value]
 
 
 def _auto_tile_sizes(spec: NetworkSpec, cover: tuple[int, int], budget: int) -> tuple[int, int]:
@@ -279,23 +311,34 @@ def plan_tiles(
     if len(shape) != 2 or min(shape) < 1:
         raise ValueError(f"expected a non-empty (Y, X) image shape, got {tuple(shape)}")
     budget = DEFAULT_MEMORY_BUDGET if memory_budget is None else int(memory_budget)
-    cover = (smallest_input_for_output(shape[0], spec.depth),
-             smallest_input_for_output(shape[1], spec.depth))
+    cover = (
+        smallest_input_for_output(shape[0], spec.depth),
+        smallest_input_for_output(shape[1], spec.depth),
+    )
+    tile_in: tuple[int, int]
     if spec.fixed_input_size is not None:
-        tile_in = tuple(spec.fixed_input_size)
+        tile_in = (int(spec.fixed_input_size[0]), int(spec.fixed_input_size[1]))
     elif tile_size is not None:
-        requested = _tile_sizes_from_request(tile_size, spec.depth)
-        tile_in = (min(requested[0], cover[0]), min(requested[1], cover[1]))
+        tile_in = _explicit_tile_sizes(tile_size, spec, cover)
     else:
         tile_in = _auto_tile_sizes(spec, cover, budget)
-    tile_out = tuple(output_size(t, spec.depth) for t in tile_in)
-    if None in tile_out or not all(is_valid_input_size(t, spec.depth) for t in tile_in):
+    out_y, out_x = (output_size(t, spec.depth) for t in tile_in)
+    if out_y is None or out_x is None:
         raise ValueError(f"tile input {tile_in} is not valid for a depth-{spec.depth} U-Net")
-    origins = (axis_origins(shape[0], tile_out[0], spec.alignment),  # type: ignore[arg-type]
-               axis_origins(shape[1], tile_out[1], spec.alignment))  # type: ignore[arg-type]
+    origins = (
+        axis_origins(shape[0], out_y, spec.alignment),
+        axis_origins(shape[1], out_x, spec.alignment),
+    )
     n_tiles = len(origins[0]) * len(origins[1])
-    per_tile = activation_bytes(spec, tile_in)  # type: ignore[arg-type]
+    per_tile = activation_bytes(spec, tile_in)
     if batch_size is None:
         batch_size = max(1, min(n_tiles, _MAX_BATCH, budget // max(per_tile, 1)))
-    return TilePlan(tuple(shape), tile_in, tile_out, spec.halo, origins,  # type: ignore[arg-type]
-                    int(batch_size), per_tile * int(batch_size))
+    return TilePlan(
+        (int(shape[0]), int(shape[1])),
+        tile_in,
+        (out_y, out_x),
+        spec.halo,
+        origins,
+        int(batch_size),
+        per_tile * int(batch_size),
+    )

@@ -21,11 +21,15 @@ def paper_initializer(seed: int | None = None) -> Any:
     )
 
 
-def _check_options(input_channels: int, num_classes: int, depth: int, base_filters: int,
-                   dropout: float) -> None:
-    for name, value, low in (("input_channels", input_channels, 1),
-                             ("num_classes", num_classes, 2),
-                             ("depth", depth, 0), ("base_filters", base_filters, 1)):
+def _check_options(
+    input_channels: int, num_classes: int, depth: int, base_filters: int, dropout: float
+) -> None:
+    for name, value, low in (
+        ("input_channels", input_channels, 1),
+        ("num_classes", num_classes, 2),
+        ("depth", depth, 0),
+        ("base_filters", base_filters, 1),
+    ):
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     if not 0.0 <= float(dropout) < 1.0:
@@ -84,15 +88,18 @@ def build_unet(
 
     _check_options(input_channels, num_classes, depth, base_filters, dropout)
     if input_size is not None and not is_valid_input_size(input_size, depth):
-        raise ValueError(f"input_size {input_size} is not valid for depth {depth}; "
-                         "use napari_tiled_unet.nearest_valid_input_size")
+        raise ValueError(
+            f"input_size {input_size} is not valid for depth {depth}; "
+            "use napari_tiled_unet.nearest_valid_input_size"
+        )
     keras = get_keras()
     layers = keras.layers
     init = paper_initializer(seed) if kernel_initializer == "paper" else kernel_initializer
 
     def conv(x: Any, filters: int, label: str) -> Any:
-        return layers.Conv2D(filters, 3, padding="valid", activation="relu",
-                             kernel_initializer=init, name=label)(x)
+        return layers.Conv2D(
+            filters, 3, padding="valid", activation="relu", kernel_initializer=init, name=label
+        )(x)
 
     inputs = keras.Input((input_size, input_size, input_channels), name="image")
     x, skips = inputs, []
@@ -109,8 +116,9 @@ def build_unet(
         x = layers.Dropout(dropout, name="bottom_dropout")(x)
     for level in reversed(range(depth)):
         filters = base_filters * 2**level
-        x = layers.Conv2DTranspose(filters, 2, strides=2, kernel_initializer=init,
-                                   name=f"up{level + 1}_upconv")(x)
+        x = layers.Conv2DTranspose(
+            filters, 2, strides=2, kernel_initializer=init, name=f"up{level + 1}_upconv"
+        )(x)
         skip = CenterCropLike(name=f"up{level + 1}_crop")([skips[level], x])
         x = layers.Concatenate(axis=-1, name=f"up{level + 1}_concat")([skip, x])
         x = conv(x, filters, f"up{level + 1}_conv1")

@@ -54,8 +54,8 @@ class ModelMetadata:
     base_filters: int = 64
     class_names: tuple[str, ...] = ()
     normalization: dict[str, Any] | None = field(
-        default_factory=lambda: {"method": "percentile", "low": 1.0, "high": 99.8,
-                                 "per": "plane"})
+        default_factory=lambda: {"method": "percentile", "low": 1.0, "high": 99.8, "per": "plane"}
+    )
     fixed_input_size: tuple[int, int] | None = None
     training: dict[str, Any] | None = None
     name: str = "unet"
@@ -63,19 +63,30 @@ class ModelMetadata:
 
     def __post_init__(self) -> None:
         if not self.class_names:
-            default = (("background", "foreground") if self.num_classes == 2 else
-                       ("background", "interior", "border") if self.num_classes == 3 else
-                       tuple(f"class {k}" for k in range(self.num_classes)))
+            default = (
+                ("background", "foreground")
+                if self.num_classes == 2
+                else ("background", "interior", "border")
+                if self.num_classes == 3
+                else tuple(f"class {k}" for k in range(self.num_classes))
+            )
             object.__setattr__(self, "class_names", default)
         if len(self.class_names) != self.num_classes:
-            raise ValueError(f"{len(self.class_names)} class names given for a model with "
-                             f"{self.num_classes} classes; give one name per class")
+            raise ValueError(
+                f"{len(self.class_names)} class names given for a model with "
+                f"{self.num_classes} classes; give one name per class"
+            )
 
     @property
     def spec(self) -> NetworkSpec:
         """The geometry tiling needs."""
-        return NetworkSpec(self.depth, self.base_filters, self.input_channels,
-                           self.num_classes, self.fixed_input_size)
+        return NetworkSpec(
+            self.depth,
+            self.base_filters,
+            self.input_channels,
+            self.num_classes,
+            self.fixed_input_size,
+        )
 
     def to_json(self) -> str:
         """Serialise (with a format version) as JSON text."""
@@ -127,7 +138,7 @@ class UNetModel:
 
 
 def _compiled_call(keras_model: Any) -> Any:
-    """A graph-compiled inference call that accepts any batch and tile size."""
+    """Return a graph-compiled inference call that accepts any batch and tile size."""
     from napari_tiled_unet._keras import get_tf
 
     tf = get_tf()
@@ -141,8 +152,13 @@ def _compiled_call(keras_model: Any) -> Any:
     return call
 
 
-def save_model(model: UNetModel | Any, path: str | os.PathLike[str], *,
-               metadata: ModelMetadata | None = None, overwrite: bool = True) -> Path:
+def save_model(
+    model: UNetModel | Any,
+    path: str | os.PathLike[str],
+    *,
+    metadata: ModelMetadata | None = None,
+    overwrite: bool = True,
+) -> Path:
     """Write ``model`` (weights, architecture and metadata) to one ``.keras`` file.
 
     The file is written under a temporary name in the target folder and renamed when

@@ -17,7 +17,7 @@ __all__ = ["CenterCropLike", "custom_objects"]
 
 
 @keras.saving.register_keras_serializable(package="napari_tiled_unet")
-class CenterCropLike(keras.layers.Layer):
+class CenterCropLike(keras.layers.Layer):  # type: ignore[name-defined]
     """Crop the first input to the spatial size of the second, around its centre.
 
     This is the paper's "copy and crop" with the crop amount derived in the graph from the

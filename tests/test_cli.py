@@ -1,0 +1,109 @@
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_tiled_unet import load_model, save_model, segment
+from napari_tiled_unet.cli import main
+from tests.conftest import tiny_unet
+
+
+@pytest.fixture
+def model_file(tmp_path):
+    return save_model(tiny_unet(2, 4), tmp_path / "tiny.keras")
+
+
+def test_help_is_fast_and_imports_nothing_heavy():
+    code = (
+        "import sys, time; t = time.perf_counter(); from napari_tiled_unet.cli import main\n"
+        "try:\n    main(['segment', '--help'])\nexcept SystemExit:\n    pass\n"
+        "print('SECONDS', time.perf_counter() - t)\n"
+        "print('HEAVY', [m for m in ('tensorflow', 'keras', 'numpy') if m in sys.modules])"
+    )
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    wall = time.perf_counter() - start
+    assert "--probabilities" in out.stdout and "example:" in out.stdout
+    assert "HEAVY []" in out.stdout
+    assert wall < 5  # generous for a loaded CI machine; measured ~0.1 s
+
+
+def test_segment_writes_labels_and_probabilities(tmp_path, model_file):
+    rng = np.random.default_rng(0)
+    stack = (rng.random((3, 70, 60)) * 4000).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "stack.tif", stack, imagej=True, metadata={"axes": "ZYX"})
+    tifffile.imwrite(tmp_path / "plain.tiff", stack[0])
+    out = tmp_path / "out"
+    assert (
+        main(
+            [
+                "segment",
+                str(tmp_path / "stack.tif"),
+                str(tmp_path / "plain.tiff"),
+                "-o",
+                str(out),
+                "--model",
+                str(model_file),
+                "--probabilities",
+            ]
+        )
+        == 0
+    )
+    labels = tifffile.imread(out / "stack_labels.tif")
+    probs = tifffile.imread(out / "stack_probabilities.tif")
+    assert labels.shape == (3, 70, 60) and labels.dtype == np.uint8
+    assert probs.shape == (3, 70, 60, 2) and probs.dtype == np.float32
+    expected = segment(load_model(model_file), stack, axes="ZYX")
+    np.testing.assert_allclose(probs, expected.probabilities, atol=1e-5)
+    np.testing.assert_array_equal(tifffile.imread(out / "plain_labels.tif"), expected.labels[0])
+    assert sorted(p.name for p in out.iterdir()) == [
+        "plain_labels.tif",
+        "plain_probabilities.tif",
+        "stack_labels.tif",
+        "stack_probabilities.tif",
+    ]
+
+
+def test_cli_runs_as_a_console_script(tmp_path, model_file):
+    tifffile.imwrite(tmp_path / "a.tif", np.zeros((30, 30), np.uint8))
+    exe = [sys.executable, "-m", "napari_tiled_unet.cli"]
+    done = subprocess.run(
+        [
+            *exe,
+            "segment",
+            str(tmp_path / "a.tif"),
+            "-o",
+            str(tmp_path / "o"),
+            "--model",
+            str(model_file),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "o" / "a_labels.tif").exists()
+
+
+@pytest.mark.parametrize(
+    "case", ["no-model", "missing-input", "bad-model", "not-tiff", "bad-axes"]
+)
+def test_errors_are_one_line_and_leave_nothing(tmp_path, model_file, capsys, case):
+    image = tmp_path / "img.tif"
+    tifffile.imwrite(image, np.zeros((20, 20), np.uint8))
+    (tmp_path / "junk.tif").write_text("not a tiff")
+    (tmp_path / "junk.keras").write_text("not a model")
+    args = {
+        "no-model": [str(image)],
+        "missing-input": [str(tmp_path / "nope.tif"), "--model", str(model_file)],
+        "bad-model": [str(image), "--model", str(tmp_path / "junk.keras")],
+        "not-tiff": [str(tmp_path / "junk.tif"), "--model", str(model_file)],
+        "bad-axes": [str(image), "--model", str(model_file), "--axes", "ZYX"],
+    }[case]
+    out = tmp_path / "out"
+    assert main(["segment", *args, "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("napari-tiled-unet: error:") and "\n" not in err
+    assert not out.exists() or not any(out.iterdir())

@@ -1,0 +1,35 @@
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("tensorflow", "keras", "napari", "qtpy", "PyQt5", "PySide2", "PySide6", "PyQt6")
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "napari_tiled_unet",
+        "napari_tiled_unet.model.geometry",
+        "napari_tiled_unet.tiling",
+        "napari_tiled_unet.normalize",
+        "napari_tiled_unet.predict",
+        "napari_tiled_unet.cli",
+        "napari_tiled_unet.io",
+        "napari_tiled_unet.data",
+        "napari_tiled_unet._sample_data",
+    ],
+)
+def test_no_heavy_imports(module):
+    code = f"import sys, {module}; print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_public_api_resolves_lazily():
+    code = (
+        "import sys, napari_tiled_unet as n; n.halo; "
+        "assert 'keras' not in sys.modules; n.build_unet(depth=0, base_filters=1); "
+        "assert 'keras' in sys.modules; assert set(dir(n)) >= set(n.__all__)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
