@@ -1,0 +1,1 @@
+"""Training with the paper's recipe: targets, weight maps, augmentation."""
