@@ -6,13 +6,52 @@ stays cheap and a missing TensorFlow gives an actionable message instead of a tr
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import sys
+import tempfile
+from collections.abc import Iterator
 from types import ModuleType
 
 _INSTALL_HINT = (
     "napari-tiled-unet needs TensorFlow >= 2.16 (Keras 3) to run a U-Net; "
     "install it with: pip install 'tensorflow>=2.16'"
 )
+
+# Start-up chatter that TensorFlow's C++ runtime writes straight to file descriptor 2 before
+# its logging is configured (TF_CPP_MIN_LOG_LEVEL cannot silence it).  Only these lines are
+# dropped; anything else written during the import is passed on.
+_BENIGN = re.compile(
+    r"All log messages before absl::InitializeLog|oneDNN custom operations are on|"
+    r"Could not find cuda drivers|failed call to cuInit|cpu_feature_guard|"
+    r"To enable the following instructions|rebuild TensorFlow with the appropriate"
+)
+
+
+@contextlib.contextmanager
+def _filtered_stderr() -> Iterator[None]:
+    """Capture fd 2 while TensorFlow starts, then replay all but the benign lines."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # no real stderr (e.g. some GUIs)
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), fd)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, fd)
+            os.close(saved)
+            capture.seek(0)
+            text = capture.read().decode("utf-8", "replace")
+            kept = [line for line in text.splitlines() if line and not _BENIGN.search(line)]
+            if kept:
+                sys.stderr.write("\n".join(kept) + "\n")
 
 
 def get_keras() -> ModuleType:
@@ -28,11 +67,16 @@ def get_keras() -> ModuleType:
     ImportError
         If TensorFlow/Keras 3 is not installed, with the command that installs it.
     """
-    # Quiet TensorFlow's C++ start-up banner unless the user asked for it.
+    if "keras" in sys.modules and "tensorflow" in sys.modules:
+        return sys.modules["keras"]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     try:
-        import keras
+        with _filtered_stderr():
+            import keras
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()  # device probing prints its notes now
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError(_INSTALL_HINT) from exc
     if not keras.__version__.startswith("3"):  # pragma: no cover
