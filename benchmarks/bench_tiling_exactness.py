@@ -55,8 +55,9 @@ def main() -> None:
     rows = []
     for tile in (572, 380, 700):
         result = segment(unet, image, tile_size=tile, normalize=None)
-        rows.append((f"segment, {tile} px tiles (16 px grid)", result.plan.n_tiles,
-                     result.probabilities))
+        rows.append(
+            (f"segment, {tile} px tiles (16 px grid)", result.plan.n_tiles, result.probabilities)
+        )
     n = -(-args.size // 388)
     rows.append(("paper-style 572 px tiles every 388 px", n * n, paper_stride_tiling(unet, image)))
     for label, tiles, probs in rows:

@@ -11,6 +11,7 @@ import os
 import re
 import sys
 import tempfile
+import types
 from collections.abc import Iterator
 from types import ModuleType
 
@@ -54,6 +55,44 @@ def _filtered_stderr() -> Iterator[None]:
                 sys.stderr.write("\n".join(kept) + "\n")
 
 
+# TensorFlow's switch for RTLD_GLOBAL (imported by tensorflow/python/pywrap_tensorflow.py).
+_GLOBAL_FLAGS_MODULE = "tensorflow.python.pywrap_dlopen_global_flags"
+
+
+@contextlib.contextmanager
+def _isolated_dlopen() -> Iterator[None]:
+    """Load TensorFlow's libraries with ``RTLD_DEEPBIND`` and without ``RTLD_GLOBAL``.
+
+    TensorFlow's Linux wheels carry their own LLVM and load it with ``RTLD_GLOBAL``; Mesa's
+    LLVM-based OpenGL drivers (llvmpipe under Xvfb, in virtual machines and remote desktops,
+    radeonsi on AMD GPUs) load the system's LLVM into the same process, and the two then
+    bind to each other's symbols: importing TensorFlow after napari opened its canvas
+    segfaults, and drawing after TensorFlow was imported crashes inside Mesa or aborts at
+    exit.  With deep binding TensorFlow's libraries prefer their own symbols, and without
+    ``RTLD_GLOBAL`` they offer none to libraries loaded later, so both orders work.
+    Does nothing outside Linux.
+    """
+    deepbind = getattr(os, "RTLD_DEEPBIND", 0)
+    if not sys.platform.startswith("linux") or not deepbind:
+        yield
+        return
+    # A stand-in for TensorFlow's flag module keeps the default (local) flags meanwhile.
+    stub = types.ModuleType(_GLOBAL_FLAGS_MODULE)
+    stub.set_dlopen_flags = stub.reset_dlopen_flags = lambda: None  # type: ignore[attr-defined]
+    flags = sys.getdlopenflags()
+    previous = sys.modules.get(_GLOBAL_FLAGS_MODULE)
+    sys.modules[_GLOBAL_FLAGS_MODULE] = stub
+    sys.setdlopenflags(flags | deepbind)
+    try:
+        yield
+    finally:
+        sys.setdlopenflags(flags)
+        if previous is None:
+            sys.modules.pop(_GLOBAL_FLAGS_MODULE, None)
+        else:
+            sys.modules[_GLOBAL_FLAGS_MODULE] = previous
+
+
 def get_keras() -> ModuleType:
     """Import and return the ``keras`` module (Keras 3 on the TensorFlow backend).
 
@@ -73,8 +112,9 @@ def get_keras() -> ModuleType:
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     try:
         with _filtered_stderr():
+            with _isolated_dlopen():
+                import tensorflow as tf
             import keras
-            import tensorflow as tf
 
             tf.config.list_physical_devices()  # device probing prints its notes now
     except ImportError as exc:  # pragma: no cover - depends on the environment

@@ -1,0 +1,154 @@
+"""The Segment widget's form: its fields, their order, labels and tooltips.
+
+Layout only; :class:`~napari_tiled_unet._widgets.segment.SegmentWidget` adds the behaviour.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from magicgui.types import FileDialogMode
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSlider,
+    FloatSpinBox,
+    Label,
+    LineEdit,
+    PushButton,
+    SpinBox,
+)
+from magicgui.widgets.bases import ValueWidget
+from qtpy.QtWidgets import QSizePolicy
+
+from napari_tiled_unet import models as model_files
+from napari_tiled_unet._widgets._settings import SEGMENT_DEFAULTS
+
+__all__ = ["NORMALIZE_CHOICES", "OUTPUT_KINDS", "STACK_CHOICES", "SegmentForm"]
+
+NORMALIZE_CHOICES = ("as the model was trained", "percentiles", "none")
+STACK_CHOICES = ("current plane", "whole stack")
+#: Output choices shown to users -> :func:`napari_tiled_unet.outputs.labels_from_probabilities`.
+OUTPUT_KINDS = {"class labels": "classes", "instance labels": "instances"}
+# Persistent values stored as the value of a field of the same name.
+_FIELDS = ("stack", "normalize", "low", "high", "output", "threshold", "min_size", "probabilities")
+
+
+class SegmentForm(Container):
+    """The fields of the Segment widget, with the values that persist between sessions."""
+
+    def __init__(self) -> None:
+        super().__init__(labels=True)
+        self.image = ComboBox(label="Image", choices=self._image_choices)
+        self.model = ComboBox(label="Model", choices=self._model_choices)
+        self.model_file = FileEdit(
+            label="or file",
+            mode=FileDialogMode.EXISTING_FILE,
+            filter="Keras models (*.keras *.h5 *.hdf5)",
+        )
+        self.model_info = Label(label="")
+        self.axes = LineEdit(label="Axes")
+        self.stack = ComboBox(label="Stack", choices=STACK_CHOICES)
+        self.normalize = ComboBox(label="Normalize", choices=NORMALIZE_CHOICES)
+        self.low = FloatSpinBox(label="Low percentile", min=0.0, max=100.0, step=0.1)
+        self.high = FloatSpinBox(label="High percentile", min=0.0, max=100.0, step=0.1)
+        self.tile_auto = CheckBox(text="auto", value=True)
+        self.tile_size = SpinBox(min=16, max=8192, step=16, value=572, enabled=False)
+        tile_row: list[ValueWidget] = [self.tile_auto, self.tile_size]
+        tiles = Container(
+            widgets=tile_row,
+            layout="horizontal",
+            labels=False,
+            label="Tile size (px)",
+        )
+        tiles.margins = (0, 0, 0, 0)
+        self.plan_info = Label(label="")
+        self.output = ComboBox(label="Output", choices=tuple(OUTPUT_KINDS))
+        self.threshold = FloatSlider(label="Threshold", min=0.05, max=0.95, step=0.05)
+        self.min_size = SpinBox(label="Min. size (px)", min=0, max=1_000_000)
+        self.probabilities = CheckBox(text="Add probabilities (one channel per class)")
+        self.run_button = PushButton(text="Run")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.defaults_button = PushButton(text="Restore defaults")
+        self.status = Label(label="")
+        buttons = Container(
+            widgets=[self.run_button, self.cancel_button], layout="horizontal", labels=False
+        )
+        buttons.margins = (0, 0, 0, 0)
+        self.extend(
+            [
+                *(self.image, self.model, self.model_file, self.model_info),
+                *(self.axes, self.stack, self.normalize, self.low, self.high),
+                *(tiles, self.plan_info),
+                *(self.output, self.threshold, self.min_size, self.probabilities),
+                *(buttons, self.status, self.defaults_button),
+            ]
+        )
+        for widget, tip in self._tooltips().items():
+            widget.tooltip = tip
+        for label in (self.model_info, self.plan_info, self.status):
+            # Long messages wrap, over the full width, instead of widening the dock.
+            label.native.setWordWrap(True)
+            label.native.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+
+    def _image_choices(self, _: Any = None) -> list[tuple[str, Any]]:
+        return []
+
+    def _model_choices(self, _: Any = None) -> list[tuple[str, str]]:
+        return []
+
+    def _tooltips(self) -> dict[Any, str]:
+        folder = model_files.models_folder()
+        return {
+            self.image: "The image layer to segment.",
+            self.model: f"Models bundled with the plugin and found in {folder} "
+            f"(set ${model_files.MODELS_ENV_VAR} to use another folder).",
+            self.model_file: "Any Keras U-Net saved as .keras or .h5.",
+            self.axes: "One letter per dimension of the data: Y, X, C (channels), and Z or T "
+            "for planes processed one by one, e.g. ZYX or YXC.",
+            self.stack: "With a stack: segment only the plane shown, or every plane.",
+            self.normalize: "Intensity scaling before the network; the model's own setting "
+            "is right unless you know better.",
+            self.tile_auto: "Pick the largest tile that fits in memory (fastest).",
+            self.tile_size: "Input size of one tile in pixels (rounded to a size the network "
+            "accepts). The result does not depend on it, only speed and memory do.",
+            self.output: "Class labels, or one id per object (connected regions).",
+            self.threshold: "Foreground-probability threshold: lower grows objects, higher "
+            "shrinks them. Changes apply at once, without running the network again.",
+            self.min_size: "Objects smaller than this (pixels) are dropped.",
+            self.probabilities: "Also show the network's class probabilities as an image "
+            "layer with one channel per class.",
+        }
+
+    @property
+    def tile_request(self) -> int:
+        """The tile size asked for: 0 for automatic."""
+        return 0 if self.tile_auto.value else int(self.tile_size.value)
+
+    def persistent_values(self) -> dict[str, Any]:
+        """Return the values that persist between sessions (see ``SEGMENT_DEFAULTS``)."""
+        values = {key: getattr(self, key).value for key in SEGMENT_DEFAULTS if key in _FIELDS}
+        return {**values, "model": self.model.value or "", "tile_size": self.tile_request}
+
+    def set_persistent_values(self, values: dict[str, Any]) -> None:
+        """Show stored values; the model is left to the caller, unknown choices are skipped."""
+        for key, value in values.items():
+            widget = getattr(self, key, None)
+            if key not in _FIELDS or widget is None:
+                continue
+            if isinstance(widget, ComboBox) and value not in widget.choices:
+                continue
+            widget.value = value
+        if "tile_size" in values:
+            self.tile_auto.value = not values["tile_size"]
+            if values["tile_size"]:
+                self.tile_size.value = values["tile_size"]
+        self.update_visibility()
+
+    def update_visibility(self) -> None:
+        """Show (or enable) the fields that matter for the current choices only."""
+        self.low.visible = self.high.visible = self.normalize.value == "percentiles"
+        self.min_size.visible = self.output.value == "instance labels"
+        self.tile_size.enabled = not self.tile_auto.value

@@ -1,0 +1,168 @@
+"""One run of the Segment widget: worker thread, progress bar, growing labels, undo.
+
+The worker (:func:`~napari_tiled_unet._widgets._run.segment_steps`) only computes; every
+layer change happens here, on the main thread, in the worker's signal handlers.  napari's
+progress bars process Qt events when they change, so each handler finishes its own work
+before it touches the bar: a handler may be re-entered from inside ``bar.update``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from napari.qt.threading import create_worker
+from napari.utils import progress
+
+from napari_tiled_unet import outputs
+from napari_tiled_unet._widgets._layers import labels_name, show_labels
+from napari_tiled_unet._widgets._run import Job, ModelLoaded, segment_steps
+
+__all__ = ["LiveRun", "RunCallbacks"]
+
+# Seconds between redraws of the growing labels; the end of the run redraws them anyway.
+_REDRAW_INTERVAL = 0.05
+
+
+@dataclass(frozen=True)
+class RunCallbacks:
+    """What a run tells the widget: a model was loaded, a status line, the result, the end."""
+
+    model_loaded: Callable[[ModelLoaded], None]
+    status: Callable[[str], None]
+    returned: Callable[[dict[str, Any]], None]
+    failed: Callable[[BaseException], None]
+    ended: Callable[[], None]
+
+
+class LiveRun:
+    """Segment one image layer in a worker thread and show the labels as they are computed.
+
+    Parameters
+    ----------
+    viewer : napari.viewer.Viewer
+        Where the labels layer appears (named after the image, reused if it exists).
+    job : Job
+        The model, the data and the options of :func:`napari_tiled_unet.iter_segment`.
+    info : dict
+        ``layer`` (the image layer), ``layout`` (its parsed axes), ``spatial`` (metadata
+        for the outputs).
+    threshold : float
+        Foreground-probability threshold of the live labels.
+    callbacks : RunCallbacks
+        How the widget hears about the run.
+    """
+
+    def __init__(
+        self,
+        viewer: Any,
+        job: Job,
+        info: dict[str, Any],
+        *,
+        threshold: float,
+        callbacks: RunCallbacks,
+    ) -> None:
+        self._viewer, self._job, self._info = viewer, job, info
+        self._threshold, self._callbacks = threshold, callbacks
+        self._done, self._start, self._drawn = 0, 0.0, 0.0
+        self._bar: Any = None
+        self.snapshot: Any = None
+        self.worker: Any = None
+
+    def start(self) -> None:
+        """Show an empty labels layer, start the worker and a progress bar."""
+        layer, layout = self._info["layer"], self._info["layout"]
+        shape = self._job.image.shape
+        out_shape = tuple(n for i, n in enumerate(shape) if i != layout.channel_axis)
+        self.snapshot = show_labels(
+            self._viewer,
+            labels_name(layer.name),
+            np.zeros(out_shape, np.uint8),
+            self._info["spatial"],
+        )
+        self._view = outputs.canonical_view(self.snapshot.layer.data, layout.output_axes)
+        self._start = time.perf_counter()
+        self.worker = create_worker(
+            segment_steps,
+            self._job,
+            _start_thread=False,
+            _connect={
+                "yielded": self._on_yielded,
+                "returned": self._on_returned,
+                "errored": self._on_errored,
+                "aborted": self._on_aborted,
+                "finished": self._on_finished,
+            },
+        )
+        loading = isinstance(self._job.model, Path)
+        self._callbacks.status("Loading the model..." if loading else "Running...")
+        what = "loading the model for" if loading else "segmenting"
+        self._bar = progress(total=0, desc=f"U-Net: {what} {layer.name}")
+        self.worker.start()
+
+    def cancel(self) -> None:
+        """Ask the worker to stop after the batch of tiles in progress."""
+        if self.worker is not None:
+            self.worker.quit()
+            self._callbacks.status("Cancelling...")
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether :meth:`cancel` was called."""
+        return self.worker is None or bool(self.worker.abort_requested)
+
+    def _on_yielded(self, item: Any) -> None:
+        if self.cancelled:
+            return
+        if isinstance(item, ModelLoaded):
+            self._callbacks.model_loaded(item)
+            self._callbacks.status("Running...")
+            self._bar.set_description(f"U-Net: segmenting {self._info['layer'].name}")
+            return
+        total = item.n_tiles * item.n_planes
+        done = item.plane_number * item.n_tiles + item.tiles_done
+        step, self._done = done - self._done, done
+        self._view[item.plane][item.region] = outputs.class_labels(
+            item.probabilities, threshold=self._threshold
+        )
+        if time.perf_counter() - self._drawn > _REDRAW_INTERVAL:  # spare the main thread
+            self.snapshot.layer.refresh()
+            self._drawn = time.perf_counter()
+        self._callbacks.status(f"Running: {done} of {total} tiles")
+        if self._bar.total != total:
+            self._bar.total = total
+        self._bar.update(step)
+
+    def _on_returned(self, result: Any) -> None:
+        seconds = time.perf_counter() - self._start
+        tiles = f"{self._done} tile{'s' if self._done != 1 else ''}"
+        self._callbacks.status(f"Done: {tiles} in {seconds:.1f} s.")
+        if self.snapshot.layer not in self._viewer.layers:  # removed during the run
+            self._viewer.layers.append(self.snapshot.layer)
+        self._callbacks.returned(
+            {
+                "probabilities": result.probabilities,
+                "axes": result.axes,
+                "class_names": result.class_names,
+                "layer": self.snapshot.layer,
+                "image": self._info["layer"],
+                "spatial": self._info["spatial"],
+            }
+        )
+
+    def _on_errored(self, exc: BaseException) -> None:
+        self.snapshot.restore(self._viewer)
+        self._callbacks.failed(exc)
+
+    def _on_aborted(self) -> None:
+        self.snapshot.restore(self._viewer)
+        self._callbacks.status("Cancelled; the viewer is as it was before Run.")
+
+    def _on_finished(self) -> None:
+        self.worker = None
+        self._callbacks.ended()
+        self._bar.close()

@@ -1,0 +1,167 @@
+"""Where models are found: the bundled default and the user's models folder.
+
+Pure standard library plus the metadata reader of :mod:`napari_tiled_unet.model`; nothing
+here imports TensorFlow, Qt or napari, so the widget can list and describe models (and plan
+tiles for them) before the network is loaded.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from napari_tiled_unet.model.files import ModelMetadata
+
+__all__ = [
+    "BUNDLED_MODELS_DIR",
+    "MODELS_ENV_VAR",
+    "MODEL_SUFFIXES",
+    "ModelChoice",
+    "bundled_models",
+    "describe_metadata",
+    "describe_model",
+    "find_models",
+    "model_choices",
+    "models_folder",
+    "read_model_metadata",
+]
+
+#: Environment variable that overrides the user models folder.
+MODELS_ENV_VAR = "NAPARI_TILED_UNET_MODELS"
+#: File endings recognised as model files.
+MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
+#: Where trained models shipped inside the package live (empty until one is bundled).
+BUNDLED_MODELS_DIR = Path(__file__).resolve().parent / "data" / "models"
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """A model file offered to the user.
+
+    Attributes
+    ----------
+    name : str
+        What a model list shows, e.g. ``"nuclei.keras"`` or ``"nuclei (bundled)"``.
+    path : pathlib.Path
+        The file.
+    origin : {"bundled", "folder", "file"}
+        Shipped with the package, found in the models folder, or chosen by the user.
+    """
+
+    name: str
+    path: Path
+    origin: Literal["bundled", "folder", "file"]
+
+
+def models_folder() -> Path:
+    """Return the user models folder (it need not exist).
+
+    ``$NAPARI_TILED_UNET_MODELS`` when set, otherwise ``models`` in the user data folder
+    of ``napari-tiled-unet`` (e.g. ``~/.local/share/napari-tiled-unet/models`` on Linux).
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    override = os.environ.get(MODELS_ENV_VAR, "").strip()
+    if override:
+        return Path(override).expanduser()
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("napari-tiled-unet", appauthor=False)) / "models"
+
+
+def _model_files(folder: Path) -> list[Path]:
+    """Model files directly inside ``folder``, sorted by name; hidden files are skipped."""
+    if not folder.is_dir():
+        return []
+    files = [
+        p
+        for p in folder.iterdir()
+        if p.is_file() and p.suffix.lower() in MODEL_SUFFIXES and not p.name.startswith(".")
+    ]
+    return sorted(files, key=lambda p: p.name.lower())
+
+
+def bundled_models() -> list[Path]:
+    """Return the model files shipped inside the package (none yet: a later release)."""
+    return _model_files(BUNDLED_MODELS_DIR)
+
+
+def find_models(folder: str | os.PathLike[str] | None = None) -> list[ModelChoice]:
+    """List the bundled models first, then the model files in the models folder.
+
+    Parameters
+    ----------
+    folder : path-like, optional
+        Folder to search instead of :func:`models_folder`.  Only files directly inside it
+        count (``.keras``, ``.h5``, ``.hdf5``); names starting with a dot are skipped, which
+        also hides the temporary files of a model being saved.
+
+    Returns
+    -------
+    list of ModelChoice
+    """
+    found = [ModelChoice(f"{p.stem} (bundled)", p, "bundled") for p in bundled_models()]
+    search = models_folder() if folder is None else Path(folder)
+    found += [ModelChoice(p.name, p, "folder") for p in _model_files(search)]
+    return found
+
+
+def model_choices(extra: list[Path] | None = None) -> list[tuple[str, str]]:
+    """Name and path of every model to offer: :func:`find_models`, then ``extra`` files.
+
+    Names are unique (a duplicate gets its folder appended), as a list of choices needs.
+    """
+    found = find_models()
+    seen = {choice.path.resolve() for choice in found}
+    for path in extra or []:
+        if path.resolve() not in seen:
+            found.append(ModelChoice(path.name, path, "file"))
+            seen.add(path.resolve())
+    names: list[tuple[str, str]] = []
+    for choice in found:
+        name = choice.name
+        if any(name == other for other, _ in names):
+            name = f"{name} ({choice.path.parent})"
+        names.append((name, str(choice.path)))
+    return names
+
+
+def read_model_metadata(path: str | os.PathLike[str]) -> ModelMetadata | None:
+    """Read the metadata a model file carries, without loading the network.
+
+    Returns None for files that have none (legacy ``.h5``, plain Keras files) and for files
+    that cannot be read at all; :func:`napari_tiled_unet.load_model` reports those properly.
+    """
+    from napari_tiled_unet.model.inspect import read_metadata
+
+    try:
+        return read_metadata(Path(path))
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile):
+        return None
+
+
+def describe_model(path: str | os.PathLike[str]) -> str:
+    """Describe a model file in one line for a user, from its metadata only.
+
+    Examples: ``"1 channel -> 2 classes (background, foreground), depth 4"``, or
+    ``"no metadata: details after loading"``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return "file not found"
+    meta = read_model_metadata(path)
+    if meta is None:
+        return "no metadata: details after loading"
+    return describe_metadata(meta)
+
+
+def describe_metadata(meta: ModelMetadata) -> str:
+    """One line about a model's channels, classes and depth."""
+    channels = f"{meta.input_channels} channel{'s' if meta.input_channels != 1 else ''}"
+    classes = ", ".join(meta.class_names)
+    return f"{channels} -> {meta.num_classes} classes ({classes}), depth {meta.depth}"
