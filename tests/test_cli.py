@@ -8,6 +8,7 @@ import tifffile
 
 from napari_tiled_unet import load_model, save_model, segment
 from napari_tiled_unet.cli import main
+from napari_tiled_unet.io import RUN_RECORD
 from tests.conftest import tiny_unet
 
 
@@ -60,6 +61,7 @@ def test_segment_writes_labels_and_probabilities(tmp_path, model_file):
     np.testing.assert_allclose(probs, expected.probabilities, atol=1e-5)
     np.testing.assert_array_equal(tifffile.imread(out / "plain_labels.tif"), expected.labels[0])
     assert sorted(p.name for p in out.iterdir()) == [
+        RUN_RECORD,
         "plain_labels.tif",
         "plain_probabilities.tif",
         "stack_labels.tif",
@@ -106,4 +108,47 @@ def test_errors_are_one_line_and_leave_nothing(tmp_path, model_file, capsys, cas
     assert main(["segment", *args, "-o", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("napari-tiled-unet: error:") and "\n" not in err
-    assert not out.exists() or not any(out.iterdir())
+    # Usage errors stop before anything is made; a file that fails is in the run record.
+    left = sorted(p.name for p in out.iterdir()) if out.exists() else []
+    assert left == ([RUN_RECORD] if case in ("not-tiff", "bad-axes") else [])
+
+
+def test_help_gives_every_option_an_example():
+    from napari_tiled_unet.cli import build_parser
+
+    parser = build_parser()
+    segment_parser = parser._subparsers._group_actions[0].choices["segment"]
+    options = [a for a in segment_parser._actions if a.help and a.dest != "help"]
+    assert {"overwrite", "workers", "scheduler", "probabilities", "output"} <= {
+        a.dest for a in options
+    }
+    assert all("example:" in a.help for a in options), [
+        a.dest for a in options if "example:" not in a.help
+    ]
+    assert "run the same command again" in segment_parser.epilog
+
+
+@pytest.mark.parametrize("bad", [["--workers", "0"], ["--workers", "2", "--scheduler", "x"]])
+def test_bad_option_values_are_usage_errors(tmp_path, bad):
+    with pytest.raises(SystemExit) as stop:
+        main(["segment", str(tmp_path), "-o", str(tmp_path / "o"), *bad])
+    assert stop.value.code == 2
+
+
+def test_a_failed_file_sets_the_exit_status_after_the_others(tmp_path, model_file, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    good = np.zeros((2, 24, 24), np.uint8)
+    tifffile.imwrite(folder / "good.tif", good, imagej=True, metadata={"axes": "ZYX"})
+    (folder / "bad.tif").write_bytes(b"II*\0garbage")
+    out = tmp_path / "out"
+    status = main(["segment", str(folder), "-o", str(out), "--model", str(model_file), "-q"])
+    assert status == 2
+    captured = capsys.readouterr()
+    errors = captured.err.strip().splitlines()
+    assert len(errors) == 1 and errors[0].startswith("napari-tiled-unet: error: ")
+    assert "bad.tif: " in errors[0] and "Error" not in errors[0]
+    assert "1 done, 1 failed" in captured.out and str(out / "good_labels.tif") in captured.out
+    assert tifffile.imread(out / "good_labels.tif").shape == (2, 24, 24)
+    again = main(["segment", str(folder), "-o", str(out), "--model", str(model_file), "-q"])
+    assert again == 2 and "1 skipped, 1 failed" in capsys.readouterr().out

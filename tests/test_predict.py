@@ -150,3 +150,26 @@ def test_bad_model_and_normalize_arguments(unet2):
         segment(object(), np.zeros((10, 10)))
     with pytest.raises(ValueError, match="normalize must be"):
         segment(unet2, np.zeros((10, 10)), normalize="zscore")
+
+
+def test_plane_functions_are_what_iter_segment_runs(unet3):
+    from napari_tiled_unet._prepare import prepare
+    from napari_tiled_unet.predict import iter_plane, normalized_plane, segment_plane
+
+    image = (np.random.default_rng(8).random((2, 70, 90)) * 900).astype(np.uint16)
+    whole = segment(unet3, image, axes="ZYX", tile_size=108, batch_size=3)
+    job = prepare(unet3, image, axes="ZYX", tile_size=108, batch_size=3)
+    assert job.plan == whole.plan and job.plane_shape == (2,)
+    for z in range(2):
+        plane = normalized_plane(job.canonical[z], job.normalizer)
+        np.testing.assert_array_equal(
+            segment_plane(unet3, plane, job.plan), whole.probabilities[z]
+        )
+        # Normalising each tile as it is cut gives the same bits as normalising the plane.
+        raw = job.canonical[z]
+        scale = job.normalizer.statistics(raw)
+        per_tile = segment_plane(unet3, raw, job.plan, scale=scale)
+        np.testing.assert_array_equal(per_tile, whole.probabilities[z])
+    batches = list(iter_plane(unet3, plane, job.plan))
+    assert sum(len(tiles) for tiles, _ in batches) == job.plan.n_tiles > 3
+    assert batches[0][1].shape == (3, *job.plan.tile_out, 2)

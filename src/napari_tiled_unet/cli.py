@@ -1,23 +1,138 @@
 """The ``napari-tiled-unet`` command line.
 
 Only the standard library is imported before the arguments are parsed, so ``--help`` and
-usage errors answer at once; numpy, tifffile and TensorFlow load when work starts.
+usage errors answer at once; numpy, tifffile, dask and TensorFlow load when work starts.
+
+Each subcommand's parser sets ``run`` (a function of the parsed arguments that returns the
+exit status) with ``set_defaults``; adding a subcommand is one ``add_..._parser(commands)``
+call in :func:`build_parser`.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 __all__ = ["build_parser", "main"]
 
-_SEGMENT_EXAMPLE = """\
-example:
-  napari-tiled-unet segment cells.tif stack.tif -o results --model my_unet.keras --axes ZYX
-writes results/cells_labels.tif and results/stack_labels.tif
-(and <stem>_probabilities.tif with --probabilities)."""
+EXIT_FAILED = 2
+EXIT_INTERRUPTED = 130
+
+_SEGMENT_EPILOG = """\
+examples:
+  napari-tiled-unet segment data/ -o results --model unet.keras
+      every file in data/ -> results/<stem>_labels.tif, plus results/napari-tiled-unet-run.json
+  napari-tiled-unet segment "data/**/*.tif" -o results --model unet.keras --probabilities
+  napari-tiled-unet segment stack.tif -o results --model unet.keras --axes TZYX --workers 4
+  napari-tiled-unet segment data/ -o results --model unet.keras --scheduler tcp://10.0.0.5:8786
+
+Outputs appear only when complete.  After an interruption (Ctrl-C, a crash, a killed job)
+run the same command again: finished files are skipped, unfinished ones are redone, and
+the results are byte-identical to an uninterrupted run.  Ctrl-C stops after the current
+plane; a second Ctrl-C stops at once.  A file that cannot be segmented is reported in one
+line and the others go on; the exit status is then 2 (130 after Ctrl-C)."""
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def add_segment_parser(commands: Any) -> argparse.ArgumentParser:
+    """Add the ``segment`` subcommand to ``commands`` (an argparse subparsers object)."""
+    seg = commands.add_parser(
+        "segment",
+        help="segment TIFF images and stacks into label (and probability) TIFFs",
+        description="Segment TIFF images and stacks with a U-Net, plane by plane.\n"
+        "Writes OUTDIR/<stem>_labels.tif for every input: an ImageJ hyperstack with the\n"
+        "input's axes and pixel size (OME BigTIFF from 4 GB).",
+        epilog=_SEGMENT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add = seg.add_argument
+    add(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="TIFF files, folders (every file in them) or quoted glob patterns "
+        '(example: data/ "runs/**/*.tif" cells.ome.tif)',
+    )
+    add(
+        "-o",
+        "--output",
+        required=True,
+        type=Path,
+        metavar="OUTDIR",
+        help="folder for the results, created if missing (example: -o results)",
+    )
+    add(
+        "--model",
+        type=Path,
+        metavar="PATH",
+        help="U-Net model file, .keras or .h5; required (example: --model unet.keras)",
+    )
+    add(
+        "--axes",
+        metavar="AXES",
+        help="axes of every input, overriding the file's metadata (example: --axes TZYX)",
+    )
+    add(
+        "--tile-size",
+        type=_positive,
+        metavar="N",
+        help="input tile size in px; default: automatic from memory (example: --tile-size 572)",
+    )
+    add(
+        "--batch-size",
+        type=_positive,
+        metavar="N",
+        help="tiles per network call; default: as many as memory allows (example: --batch-size 4)",
+    )
+    add(
+        "--normalize",
+        choices=("percentile", "none", "auto"),
+        default="auto",
+        help="input normalisation; auto = what the model asks for (example: --normalize none)",
+    )
+    add(
+        "--probabilities",
+        action="store_true",
+        help="also write <stem>_probabilities.tif, classes last (example: --probabilities)",
+    )
+    add(
+        "--probability-dtype",
+        choices=("float32", "float16"),
+        default="float32",
+        help="pixel type of the probabilities (example: --probability-dtype float16)",
+    )
+    add(
+        "--overwrite",
+        action="store_true",
+        help="redo inputs whose outputs exist; default: skip them (example: --overwrite)",
+    )
+    where = seg.add_mutually_exclusive_group()
+    where.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="run planes on N local Dask worker processes (example: --workers 4)",
+    )
+    where.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="run on an existing Dask cluster; inputs and model must be on a shared file "
+        "system (example: --scheduler tcp://10.0.0.5:8786)",
+    )
+    add("-q", "--quiet", action="store_true", help="no progress bars (example: -q)")
+    seg.set_defaults(run=run_segment)
+    return seg
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,79 +146,85 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    seg = commands.add_parser(
-        "segment",
-        help="segment TIFF images and write label (and probability) TIFFs",
-        description="Segment TIFF images with a U-Net and write OUTDIR/<stem>_labels.tif.",
-        epilog=_SEGMENT_EXAMPLE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    seg.add_argument("inputs", nargs="+", metavar="INPUT", type=Path, help="TIFF image(s)")
-    seg.add_argument(
-        "-o",
-        "--output",
-        required=True,
-        type=Path,
-        metavar="OUTDIR",
-        help="folder for the results (created if missing)",
-    )
-    seg.add_argument("--model", type=Path, metavar="PATH", help="model file (.keras or .h5)")
-    seg.add_argument(
-        "--axes",
-        metavar="AXES",
-        help="axes of the images, e.g. YX, ZYX, YXC (default: from the TIFF)",
-    )
-    seg.add_argument(
-        "--tile-size",
-        type=int,
-        metavar="N",
-        help="input tile size in px (default: automatic from memory)",
-    )
-    seg.add_argument(
-        "--normalize",
-        choices=("percentile", "none", "auto"),
-        default="auto",
-        help="input normalisation (default: auto = what the model asks for)",
-    )
-    seg.add_argument(
-        "--probabilities",
-        action="store_true",
-        help="also write <stem>_probabilities.tif (float32, classes last)",
-    )
+    add_segment_parser(commands)
     return parser
 
 
-def _fail(message: str) -> int:
+def _fail(message: str, status: int = EXIT_FAILED) -> int:
     print(f"napari-tiled-unet: error: {message}", file=sys.stderr)
-    return 2
+    return status
+
+
+class _Interrupts:
+    """Ctrl-C once: stop after the current plane; twice (or SIGTERM): stop at once."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.stop = threading.Event()
+        self._saved: dict[int, Any] = {}
+
+    def _first(self, signum: int, frame: Any) -> None:
+        self.stop.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if sys.stderr.isatty():  # feedback for people; logs get the one final line
+            print(
+                "\nnapari-tiled-unet: stopping after the current plane (Ctrl-C again: now)",
+                file=sys.stderr,
+            )
+
+    def __enter__(self) -> _Interrupts:
+        self._saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+        signal.signal(signal.SIGINT, self._first)
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._saved.items():
+            signal.signal(signum, handler)
+
+
+def run_segment(args: argparse.Namespace) -> int:
+    """Run ``segment`` with parsed arguments; return the exit status."""
+    if args.model is None:
+        return _fail("--model is required: give a .keras or .h5 U-Net model file")
+    from napari_tiled_unet._progress import TqdmProgress
+    from napari_tiled_unet.batch import iter_batch
+
+    try:
+        with _Interrupts() as interrupts:
+            steps = iter_batch(
+                args.inputs,
+                args.output,
+                model=args.model,
+                stop=interrupts.stop,
+                workers=args.workers,
+                scheduler=args.scheduler,
+                record_extra={"command": ["napari-tiled-unet", *getattr(args, "argv", [])]},
+                axes=args.axes,
+                tile_size=args.tile_size,
+                batch_size=args.batch_size,
+                normalize=args.normalize,
+                probabilities=args.probabilities,
+                probability_dtype=args.probability_dtype,
+                overwrite=args.overwrite,
+            )
+            summary = TqdmProgress(quiet=args.quiet).drain(steps)
+    except KeyboardInterrupt:
+        return _fail("interrupted; unfinished outputs were removed, rerun to resume", 130)
+    except (ValueError, TypeError, OSError) as exc:
+        return _fail(str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc))
+    if summary.cancelled:
+        return _fail("stopped after the current plane; rerun the same command to resume", 130)
+    return 0 if summary.ok else EXIT_FAILED
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    if args.command == "segment":
-        if args.model is None:
-            return _fail("--model is required: give a .keras or .h5 U-Net model file")
-        missing = [str(p) for p in args.inputs if not p.is_file()]
-        if missing:
-            return _fail(f"input not found: {', '.join(missing)}; check the path(s)")
-        from napari_tiled_unet.io import segment_files
-
-        try:
-            written = segment_files(
-                args.inputs,
-                args.output,
-                model=args.model,
-                axes=args.axes,
-                tile_size=args.tile_size,
-                normalize=args.normalize,
-                probabilities=args.probabilities,
-            )
-        except (ValueError, TypeError, FileNotFoundError, OSError) as exc:
-            return _fail(str(exc))
-        for path in written:
-            print(path)
-    return 0
+    args.argv = argv
+    return int(args.run(args))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,17 +1,222 @@
-"""Reading and writing TIFF images for the command line (straight path, ring 2)."""
+"""Reading TIFF inputs for batch runs: axes, calibration and planes read on demand (ring 2).
+
+A :class:`TiffSource` opens the first series of a TIFF (ImageJ hyperstack, OME-TIFF, plain
+multi-page or BigTIFF) and reads one plane, or one box of a plane, at a time: uncompressed
+contiguous data through a short-lived memory map, anything else through tifffile's zarr
+view of the file, so a stack is never loaded whole.
+"""
 
 from __future__ import annotations
 
+import glob
+import logging
 import os
-import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["output_stem", "read_tiff", "segment_files", "write_tiff_atomic"]
+from napari_tiled_unet._calibration import Calibration, read_calibration
+
+__all__ = [
+    "RUN_RECORD",
+    "TIFF_SUFFIXES",
+    "Calibration",
+    "PlaneReader",
+    "TiffSource",
+    "expand_inputs",
+    "output_stem",
+    "read_tiff",
+    "segment_files",
+]
+
+#: Name of the run record written next to the outputs.
+RUN_RECORD = "napari-tiled-unet-run.json"
+#: File name endings of TIFF files.
+TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf2", ".tf8")
+_GLOB_CHARS = frozenset("*?[")
+
+
+def _guess_axes(tiff_axes: str, ndim: int) -> str:
+    """Translate tifffile's axes to ours: S (samples) -> C, Q/I/O (unknown) -> Z, T, ..."""
+    axes = tiff_axes.replace("S", "C") if "C" not in tiff_axes else tiff_axes
+    for letter in "QIO":
+        if letter in axes:
+            spare = next(a for a in "ZTPQ" if a not in axes)
+            axes = axes.replace(letter, spare, 1)
+    return axes if len(axes) == ndim else ""
+
+
+class PlaneReader:
+    """A lazy ``(Y, X, C)`` view of one plane: indexing with ``[ys, xs]`` reads that box only.
+
+    Parameters
+    ----------
+    source : TiffSource
+        The open file.
+    key : tuple of int
+        The plane's index along the source's plane axes (in the layout's plane-axes order).
+    layout : AxesLayout
+        The source's axes.
+    """
+
+    def __init__(self, source: TiffSource, key: tuple[int, ...], layout: Any) -> None:
+        self._source, self._layout = source, layout
+        self._fixed = dict(zip(layout.plane_axes, key))
+        shape = dict(zip(layout.axes, source.shape))
+        channel = layout.channel_axis
+        channels = shape[layout.axes[channel]] if channel is not None else 1
+        self.shape = (shape["Y"], shape["X"], channels)
+        self.dtype = source.dtype
+        self.ndim = 3
+
+    def __getitem__(self, box: tuple[slice, slice]) -> np.ndarray:
+        wanted = {"Y": box[0], "X": box[1]}
+        key = tuple(self._fixed.get(a, wanted.get(a, slice(None))) for a in self._layout.axes)
+        data = self._source.read(key)
+        kept = [a for a in self._layout.axes if a not in self._fixed]  # Y, X and maybe C
+        order = [kept.index("Y"), kept.index("X")]
+        if self._layout.channel_axis is not None:
+            order.append(kept.index(self._layout.axes[self._layout.channel_axis]))
+        data = data.transpose(order)
+        return data if self._layout.channel_axis is not None else data[..., np.newaxis]
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        data = self[slice(None), slice(None)]
+        return data if dtype is None else data.astype(dtype, copy=False)
+
+
+class TiffSource:
+    """The first series of a TIFF file, read on demand; use as a context manager.
+
+    Attributes
+    ----------
+    path : Path
+        The file.
+    axes : str
+        Our axes letters for the series ("" when tifffile's cannot be translated).
+    shape : tuple of int
+        Shape of the series.
+    dtype : numpy.dtype
+        Its dtype (native byte order).
+    calibration : Calibration
+        Pixel size and friends.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        with _TiffErrors() as errors:
+            self._open()
+        if errors.messages:
+            self.close()
+            raise ValueError(f"the file is damaged ({errors.messages[0]})")
+
+    def _open(self) -> None:
+        import tifffile
+
+        try:
+            self._tif = tifffile.TiffFile(self.path)
+        except Exception as exc:  # tifffile raises many types for non-TIFF bytes
+            reason = _reason(exc).removeprefix("not a TIFF file: ")
+            raise ValueError(f"not a readable TIFF file ({reason})") from exc
+        try:
+            series = self._first_series()
+            self.shape: tuple[int, ...] = tuple(int(n) for n in series.shape)
+            dtype = np.dtype(series.dtype).newbyteorder("=")
+            # Bilevel images are read as 0/1 bytes: percentiles and arithmetic need numbers.
+            self.dtype = np.dtype(np.uint8) if dtype.kind == "b" else dtype
+            self.axes = _guess_axes(series.axes.upper(), len(self.shape))
+            self.calibration = read_calibration(self._tif)
+            mappable = getattr(series.keyframe, "is_memmappable", False)
+            self._offset = series.dataoffset if mappable else None
+            self._stored = np.dtype(self._tif.byteorder + series.dtype.char)
+            self._series = series
+            self._zarr: Any = None
+            self._check_size()
+        except Exception:
+            self._tif.close()
+            raise
+
+    def _first_series(self) -> Any:
+        try:
+            all_series = self._tif.series
+        except Exception as exc:  # damaged directories surface as assorted errors
+            raise ValueError(
+                f"the file is damaged ({type(exc).__name__}: {_reason(exc)})"
+            ) from exc
+        if not all_series or not all_series[0].shape:
+            raise ValueError("the TIFF holds no image")
+        return all_series[0]
+
+    def _check_size(self) -> None:
+        if self._offset is None:
+            return
+        need = self._offset + int(np.prod(self.shape)) * self.dtype.itemsize
+        have = self.path.stat().st_size
+        if have < need:
+            raise ValueError(f"the file is truncated ({have} of {need} bytes)")
+
+    def read(self, key: tuple[Any, ...]) -> np.ndarray:
+        """Read ``series[key]`` (ints and slices in the file's axis order) as a new array."""
+        try:
+            return self._read(key)
+        except Exception as exc:  # decoders raise their own types on damaged data
+            raise ValueError(
+                f"cannot read the pixel data ({type(exc).__name__}: {_reason(exc)}); "
+                "the file may be truncated or damaged"
+            ) from exc
+
+    def _read(self, key: tuple[Any, ...]) -> np.ndarray:
+        if self._offset is not None:
+            # A memory map that lives only for this read: the pages it touches are released
+            # with it, so reading a long stack does not grow the resident memory.
+            mapped = np.memmap(self.path, self._stored, "r", self._offset, self.shape)
+            try:
+                return np.array(mapped[key], dtype=self.dtype)
+            finally:
+                mapped._mmap.close()  # type: ignore[attr-defined]
+        if self._zarr is None:
+            import zarr
+
+            self._zarr = zarr.open_array(self._series.aszarr(), mode="r")
+        return np.asarray(self._zarr[key], dtype=self.dtype)
+
+    def close(self) -> None:
+        """Close the file."""
+        self._tif.close()
+
+    def __enter__(self) -> TiffSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _TiffErrors(logging.Handler):
+    """Collect tifffile's logged errors (it logs, not raises, when it falls back on damage)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno >= logging.ERROR:
+            text = record.getMessage().split("> ", 1)[-1]
+            self.messages.append(text.splitlines()[0][:200] if text else "tifffile error")
+
+    def __enter__(self) -> _TiffErrors:
+        logging.getLogger("tifffile").addHandler(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        logging.getLogger("tifffile").removeHandler(self)
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:200]
 
 
 def read_tiff(path: Path) -> tuple[np.ndarray, str]:
@@ -28,42 +233,62 @@ def read_tiff(path: Path) -> tuple[np.ndarray, str]:
         ) from exc
 
 
-def _guess_axes(tiff_axes: str, ndim: int) -> str:
-    """Translate tifffile's axes to ours: S (samples) -> C, Q/I (unknown) -> Z."""
-    axes = tiff_axes.replace("S", "C")
-    for letter in "QIO":
-        if letter in axes:
-            spare = next(a for a in "ZTPQ" if a not in axes)
-            axes = axes.replace(letter, spare, 1)
-    return axes if len(axes) == ndim else ""
-
-
 def output_stem(path: Path) -> str:
     """Name stem of an input file without its TIFF suffix (``a.ome.tif`` -> ``a``)."""
     name = path.name
-    for suffix in (".ome.tiff", ".ome.tif", ".tiff", ".tif"):
+    for suffix in (".ome.tiff", ".ome.tif", ".ome.btf", *TIFF_SUFFIXES):
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return path.stem
 
 
-def write_tiff_atomic(path: Path, data: np.ndarray, *, axes: str) -> None:
-    """Write ``data`` to ``path`` through a temporary file renamed when complete."""
-    import tifffile
+def _ours(path: Path, outdir: Path | None) -> bool:
+    """Tell whether ``path`` is one of our outputs or run record in the output folder."""
+    if outdir is None or path.parent.resolve() != outdir:
+        return False
+    return path.name == RUN_RECORD or output_stem(path).endswith(("_labels", "_probabilities"))
 
-    fd, tmp_name = tempfile.mkstemp(suffix=".tif", prefix=f".{path.stem}.", dir=path.parent)
-    os.close(fd)
-    try:
-        tifffile.imwrite(
-            tmp_name,
-            data,
-            metadata={"axes": axes},
-            bigtiff=data.nbytes > 2**32 - 2**25,
-            compression="zlib",
-        )
-        os.replace(tmp_name, path)
-    finally:
-        Path(tmp_name).unlink(missing_ok=True)
+
+def expand_inputs(
+    inputs: Iterable[str | os.PathLike[str]], *, exclude: Path | None = None
+) -> tuple[list[Path], list[str]]:
+    """Resolve files, glob patterns and folders into a sorted, duplicate-free list of files.
+
+    Folders contribute every file they hold (not recursive), so that a stray non-TIFF is
+    reported rather than silently ignored; hidden files, and this program's outputs and run
+    record when the folder is the output folder ``exclude``, are left out.  Use a pattern
+    such as ``data/*.tif`` to pick files by name.
+
+    Returns
+    -------
+    files : list of Path
+        The files, in the order given (each folder or pattern sorted by name).
+    problems : list of str
+        One line per input that named nothing.
+    """
+    files: list[Path] = []
+    problems: list[str] = []
+    skip_dir = exclude.resolve() if exclude is not None else None
+    for item in inputs:
+        text = os.fspath(item)
+        if _GLOB_CHARS & set(text) and not Path(text).exists():
+            found = sorted(Path(p) for p in glob.glob(text, recursive=True))
+            matches = [p for p in found if p.is_file() and not p.name.startswith(".")]
+            if not matches:
+                problems.append(f"{text}: no file matches this pattern")
+            files.extend(matches)
+        elif Path(text).is_dir():
+            folder = sorted(p for p in Path(text).iterdir() if p.is_file())
+            taken = [p for p in folder if not p.name.startswith(".") and not _ours(p, skip_dir)]
+            if not taken:
+                problems.append(f"{text}: the folder holds no files to segment")
+            files.extend(taken)
+        elif Path(text).is_file():
+            files.append(Path(text))
+        else:
+            problems.append(f"{text}: no such file or folder")
+    unique = list(dict.fromkeys(files))
+    return unique, problems
 
 
 def segment_files(
@@ -78,33 +303,24 @@ def segment_files(
 ) -> list[Path]:
     """Segment TIFF files; write ``<stem>_labels.tif`` (and probabilities) into ``outdir``.
 
-    Returns the written paths.  Raises ValueError (one line) on unusable input.
+    A thin wrapper of :func:`napari_tiled_unet.batch.run_batch` kept for existing callers.
+    Returns the written paths; raises ValueError (one line) if any file failed.
     """
-    from napari_tiled_unet.model.files import load_model
-    from napari_tiled_unet.predict import segment
+    from napari_tiled_unet.batch import run_batch
 
-    unet = load_model(model)
-    outdir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for path in inputs:
-        image, tiff_axes = read_tiff(path)
-        use_axes = (axes or _guess_axes(tiff_axes, image.ndim)).upper() or None
-        with warnings.catch_warnings():
-            warnings.simplefilter("always")
-            result = segment(
-                unet,
-                image,
-                axes=use_axes,
-                tile_size=tile_size,
-                normalize=None if normalize == "none" else normalize,
-            )
-        stem = output_stem(path)
-        targets = [(outdir / f"{stem}_labels.tif", result.labels, result.axes)]
-        if probabilities:
-            targets.append(
-                (outdir / f"{stem}_probabilities.tif", result.probabilities, result.axes + "C")
-            )
-        for target, data, data_axes in targets:
-            write_tiff_atomic(target, data, axes=data_axes)
-            written.append(target)
-    return written
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        summary = run_batch(
+            inputs,
+            outdir,
+            model=model,
+            axes=axes,
+            tile_size=tile_size,
+            normalize=normalize,
+            probabilities=probabilities,
+            overwrite=True,
+        )
+    failed = [f for f in summary.files if f.status == "failed"]
+    if failed:
+        raise ValueError(f"{Path(failed[0].input).name}: {failed[0].message}")
+    return [Path(p) for f in summary.files for p in f.outputs]

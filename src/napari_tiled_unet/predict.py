@@ -1,19 +1,38 @@
-"""Overlap-tile inference: ``iter_segment`` (a generator of progress events) and ``segment``."""
+"""Overlap-tile inference: ``iter_segment`` (a generator of progress events) and ``segment``.
+
+The unit of work is one plane: :func:`iter_plane` runs the network over the tiles of one
+``(Y, X, C)`` plane, batch by batch, and hands back the network outputs; callers stitch them
+(:func:`stitch`) into an array, a file or a band buffer.  :func:`iter_segment` is the
+whole-array front end; the batch engine and the Dask path reuse the same pieces so that every
+route gives the same numbers.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from napari_tiled_unet._axes import AxesLayout, parse_axes, to_canonical
-from napari_tiled_unet.normalize import PercentileNormalizer, normalizer_from_dict
-from napari_tiled_unet.tiling import TilePlan, cut_tile, plan_tiles
+from napari_tiled_unet._prepare import (
+    Scale,
+    prepare,
+    stack_statistics,
+)
+from napari_tiled_unet.normalize import PercentileNormalizer
+from napari_tiled_unet.tiling import Tile, TilePlan, cut_tile
 
-__all__ = ["SegmentationResult", "TileProgress", "iter_segment", "segment"]
+__all__ = [
+    "SegmentationResult",
+    "TileProgress",
+    "class_labels",
+    "iter_plane",
+    "iter_segment",
+    "segment",
+    "segment_plane",
+]
 
 
 @dataclass(frozen=True)
@@ -54,8 +73,9 @@ class SegmentationResult:
 
     Attributes
     ----------
-    probabilities : numpy.ndarray
-        Softmax class maps, float32, the image's non-channel axes followed by classes.
+    probabilities : numpy.ndarray or dask.array.Array
+        Softmax class maps, float32, the image's non-channel axes followed by classes
+        (a lazy dask array when :func:`segment` was called with ``lazy=True``).
     axes : str
         Axes of :attr:`labels` (the image's axes without the channel axis).
     class_names : tuple of str
@@ -64,66 +84,83 @@ class SegmentationResult:
         The tiling that was used.
     """
 
-    probabilities: np.ndarray
+    probabilities: Any
     axes: str
     class_names: tuple[str, ...]
     plan: TilePlan
 
     @property
-    def labels(self) -> np.ndarray:
+    def labels(self) -> Any:
         """Class labels (argmax of the probabilities), smallest unsigned dtype."""
         return class_labels(self.probabilities)
 
 
-def class_labels(probabilities: np.ndarray) -> np.ndarray:
+def class_labels(probabilities: Any) -> Any:
     """Argmax over the last axis, as the smallest unsigned dtype that holds the classes."""
     dtype = np.min_scalar_type(max(probabilities.shape[-1] - 1, 0))
     return np.argmax(probabilities, axis=-1).astype(dtype)
 
 
-def _resolve_model(model: Any) -> Any:
-    from napari_tiled_unet.model.files import UNetModel, load_model, wrap_keras_model
-
-    if isinstance(model, UNetModel):
-        return model
-    if isinstance(model, (str, os.PathLike)):
-        return load_model(model)
-    if hasattr(model, "inputs") and hasattr(model, "layers"):
-        return wrap_keras_model(model)
-    raise TypeError(
-        f"model must be a UNetModel, a Keras model or a model file path, "
-        f"got {type(model).__name__}"
-    )
+def normalized_plane(
+    plane: Any, normalizer: PercentileNormalizer | None, scale: Scale | None = None
+) -> np.ndarray:
+    """Load a ``(Y, X, C)`` plane as float32, normalised with ``scale`` or its own statistics."""
+    data = np.asarray(plane, dtype=np.float32)
+    if normalizer is None:
+        return data
+    lo, hi = scale if scale is not None else normalizer.statistics(np.asarray(plane))
+    return normalizer.apply(data, lo, hi)
 
 
-def _resolve_normalizer(normalize: Any, unet: Any) -> PercentileNormalizer | None:
-    if normalize is None or normalize == "none":
-        return None
-    if isinstance(normalize, PercentileNormalizer):
-        return normalize
-    if normalize == "auto":
-        return normalizer_from_dict(unet.metadata.normalization)
-    if normalize == "percentile":
-        return PercentileNormalizer()
-    raise ValueError(
-        f"normalize must be 'auto', 'percentile', None or a PercentileNormalizer, "
-        f"got {normalize!r}"
-    )
+def iter_plane(
+    unet: Any, plane: Any, plan: TilePlan, *, scale: Scale | None = None
+) -> Iterator[tuple[list[Tile], np.ndarray]]:
+    """Run the network over the tiles of one ``(Y, X, C)`` plane, one batch at a time.
+
+    Parameters
+    ----------
+    unet : UNetModel
+        The network.
+    plane : array-like
+        The plane; only each tile's bounding box is read, so a memory-mapped or lazy plane
+        is never loaded whole.
+    plan : TilePlan
+        The tile plan of the plane.
+    scale : (low, high) arrays, optional
+        Normalisation applied to each tile as it is cut (``(x - low) / (high - low)``, the
+        same arithmetic as :meth:`PercentileNormalizer.apply`); None feeds float32 data.
+
+    Yields
+    ------
+    tiles : list of Tile
+        The tiles of the batch.
+    outputs : numpy.ndarray
+        Their network outputs, ``(len(tiles), *plan.tile_out, classes)`` float32; stitch
+        each tile's ``owned_in_tile`` part into ``owned`` (see :func:`stitch`).
+    """
+    for batch in plan.batches():
+        inputs = np.stack([cut_tile(plane, tile, plan) for tile in batch])
+        if scale is None:
+            inputs = inputs.astype(np.float32, copy=False)
+        else:
+            inputs = PercentileNormalizer.apply(inputs, *scale)
+        yield batch, unet.predict_batch(inputs)
 
 
-def _check_channels(canonical: Any, layout: AxesLayout, unet: Any) -> None:
-    have, want = canonical.shape[-1], unet.spec.input_channels
-    if have != want:
-        where = (
-            f"axis {layout.axes[layout.channel_axis]}"
-            if layout.channel_axis is not None
-            else "no channel axis"
-        )
-        raise ValueError(
-            f"the image has {have} channel(s) ({where}) but the model expects "
-            f"{want}; pick {'one channel' if want == 1 else f'{want} channels'} "
-            "or a model made for this image"
-        )
+def stitch(out: np.ndarray, tiles: list[Tile], outputs: np.ndarray) -> None:
+    """Copy each tile's owned part of ``outputs`` into the ``(Y, X, classes)`` array ``out``."""
+    for tile, result in zip(tiles, outputs):
+        out[tile.owned] = result[tile.owned_in_tile]
+
+
+def segment_plane(
+    unet: Any, plane: Any, plan: TilePlan, *, scale: Scale | None = None
+) -> np.ndarray:
+    """Class probabilities ``(Y, X, classes)`` float32 of one plane (see :func:`iter_plane`)."""
+    out = np.zeros((*plan.shape, unet.spec.num_classes), np.float32)
+    for tiles, outputs in iter_plane(unet, plane, plan, scale=scale):
+        stitch(out, tiles, outputs)
+    return out
 
 
 def iter_segment(
@@ -144,35 +181,27 @@ def iter_segment(
     yield (cancelling) stops the work cleanly.  The :class:`SegmentationResult` is the
     generator's return value (``StopIteration.value``).
     """
-    unet = _resolve_model(model)
-    layout = parse_axes(axes, tuple(np.shape(image)))
-    canonical = to_canonical(image if hasattr(image, "transpose") else np.asarray(image), layout)
-    _check_channels(canonical, layout, unet)
-    normalizer = _resolve_normalizer(normalize, unet)
-    plane_shape, (height, width) = canonical.shape[:-3], canonical.shape[-3:-1]
-    plan = plan_tiles(
-        (height, width),
-        unet.spec,
+    job = prepare(
+        model,
+        image,
+        axes=axes,
         tile_size=tile_size,
         memory_budget=memory_budget,
         batch_size=batch_size,
+        normalize=normalize,
     )
-    probs = np.zeros((*plane_shape, height, width, unet.spec.num_classes), np.float32)
-    todo = list(np.ndindex(*plane_shape)) if planes is None else [tuple(p) for p in planes]
-    stats = None
+    unet, plan, normalizer = job.unet, job.plan, job.normalizer
+    height, width = plan.shape
+    probs = np.zeros((*job.plane_shape, height, width, unet.spec.num_classes), np.float32)
+    todo = list(np.ndindex(*job.plane_shape)) if planes is None else [tuple(p) for p in planes]
+    stack_scale = None
     if normalizer is not None and normalizer.per == "stack":
-        stats = normalizer.statistics(np.asarray(canonical))
+        stack_scale = stack_statistics(job)
     for number, index in enumerate(todo):
-        plane = np.asarray(canonical[index], dtype=np.float32)
-        if normalizer is not None:
-            lo, hi = stats if stats is not None else normalizer.statistics(plane)
-            plane = normalizer.apply(plane, lo, hi)
+        plane = normalized_plane(job.canonical[index], normalizer, stack_scale)
         done = 0
-        for batch in plan.batches():
-            inputs = np.stack([cut_tile(plane, tile, plan) for tile in batch])
-            outputs = unet.predict_batch(inputs)
-            for tile, out in zip(batch, outputs):
-                probs[index][tile.owned] = out[tile.owned_in_tile]
+        for batch, outputs in iter_plane(unet, plane, plan):
+            stitch(probs[index], batch, outputs)
             done += len(batch)
             region = (
                 slice(batch[0].owned[0].start, batch[-1].owned[0].stop),
@@ -181,8 +210,8 @@ def iter_segment(
             yield TileProgress(
                 index, number, len(todo), done, plan.n_tiles, region, probs[index][region]
             )
-    probs = np.transpose(probs, [*layout.output_order(), probs.ndim - 1])
-    return SegmentationResult(probs, layout.output_axes, unet.metadata.class_names, plan)
+    probs = np.transpose(probs, [*job.layout.output_order(), probs.ndim - 1])
+    return SegmentationResult(probs, job.layout.output_axes, unet.metadata.class_names, plan)
 
 
 def segment(
@@ -194,6 +223,8 @@ def segment(
     memory_budget: int | None = None,
     batch_size: int | None = None,
     normalize: Any = "auto",
+    lazy: bool = False,
+    chunks: int | tuple[int, int] | None = None,
 ) -> SegmentationResult:
     """Segment an image with a U-Net using the paper's overlap-tile strategy.
 
@@ -206,8 +237,10 @@ def segment(
     ----------
     model : UNetModel, keras.Model or path-like
         The network, or a ``.keras`` / ``.h5`` file to load.
-    image : array-like
-        Any real dtype; converted to float32.
+    image : array-like, dask array, zarr array or path
+        Any real dtype; converted to float32.  Lazy arrays (dask, zarr) are read one plane
+        (or one tile) at a time.  A path opens a zarr array or an OME-Zarr image (its
+        full-resolution level; axes from its metadata unless given).
     axes : str, optional
         One letter per dimension, e.g. ``"YX"``, ``"YXC"``, ``"ZYX"``, ``"TZYXC"``.  Axes other
         than Y, X and C are processed plane by plane.  Required unless the image is 2D.
@@ -221,21 +254,31 @@ def segment(
     normalize : {"auto", "percentile"}, PercentileNormalizer or None
         ``"auto"`` uses the model's stored normalisation (percentile 1 / 99.8 per plane when
         it has none); None feeds the data unchanged (as float32).
+    lazy : bool
+        Return dask arrays computed on demand, one plane (or one output chunk of a huge
+        plane) at a time, instead of numpy arrays; see :mod:`napari_tiled_unet.lazy`.
+    chunks : int or (int, int), optional
+        With ``lazy``: ``(Y, X)`` output chunk size, rounded to the tile grid (default: whole
+        planes up to 4096 x 4096 px).
 
     Returns
     -------
     SegmentationResult
         ``.probabilities`` (float32, non-channel axes + classes) and ``.labels``.
     """
-    steps = iter_segment(
-        model,
-        image,
-        axes=axes,
-        tile_size=tile_size,
-        memory_budget=memory_budget,
-        batch_size=batch_size,
-        normalize=normalize,
+    options: dict[str, Any] = dict(
+        tile_size=tile_size, memory_budget=memory_budget, batch_size=batch_size
     )
+    if isinstance(image, (str, os.PathLike)):
+        from napari_tiled_unet._zarr import open_zarr
+
+        image, file_axes = open_zarr(image)
+        axes = axes or file_axes
+    if lazy:  # dask arrays out; the dask machinery lives outside the core
+        from napari_tiled_unet.lazy import segment_lazy
+
+        return segment_lazy(model, image, axes=axes, normalize=normalize, chunks=chunks, **options)
+    steps = iter_segment(model, image, axes=axes, normalize=normalize, **options)
     while True:
         try:
             next(steps)

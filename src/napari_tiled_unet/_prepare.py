@@ -1,0 +1,165 @@
+"""Checking an image against a model before segmenting it (core ring, numpy only).
+
+:func:`prepare` resolves the model and the normaliser, validates axes and channels and plans
+the tiles of one plane; :mod:`napari_tiled_unet.predict` and the batch engine both start here.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from napari_tiled_unet._axes import AxesLayout, parse_axes, to_canonical
+from napari_tiled_unet.normalize import PercentileNormalizer, normalizer_from_dict
+from napari_tiled_unet.tiling import TilePlan, plan_tiles
+
+__all__ = [
+    "Prepared",
+    "Scale",
+    "check_channels",
+    "prepare",
+    "resolve_model",
+    "resolve_normalizer",
+    "stack_statistics",
+]
+
+#: The statistics ``(low, high)`` of a normaliser, one value per channel.
+Scale = tuple[np.ndarray, np.ndarray]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """An image checked against a model and ready to be segmented plane by plane.
+
+    Attributes
+    ----------
+    unet : UNetModel
+        The network.
+    layout : AxesLayout
+        How the image's axes map onto ``(planes, Y, X, C)``.
+    canonical : array-like
+        The image viewed as ``(*planes, Y, X, C)`` (lazy arrays stay lazy).
+    normalizer : PercentileNormalizer or None
+        Intensity normalisation.
+    plan : TilePlan
+        Tile plan of one plane.
+    """
+
+    unet: Any
+    layout: AxesLayout
+    canonical: Any
+    normalizer: PercentileNormalizer | None
+    plan: TilePlan
+
+    @property
+    def plane_shape(self) -> tuple[int, ...]:
+        """Shape of the leading (plane) axes."""
+        return tuple(self.canonical.shape[:-3])
+
+
+def resolve_model(model: Any) -> Any:
+    """Return a :class:`UNetModel` for a model object or file path (TypeError otherwise)."""
+    from napari_tiled_unet.model.files import UNetModel, load_model, wrap_keras_model
+
+    if isinstance(model, UNetModel):
+        return model
+    if isinstance(model, (str, os.PathLike)):
+        return load_model(model)
+    if hasattr(model, "inputs") and hasattr(model, "layers"):
+        return wrap_keras_model(model)
+    raise TypeError(
+        f"model must be a UNetModel, a Keras model or a model file path, "
+        f"got {type(model).__name__}"
+    )
+
+
+def resolve_normalizer(normalize: Any, unet: Any) -> PercentileNormalizer | None:
+    """Turn ``normalize`` ("auto", "percentile", None/"none" or a normaliser) into one."""
+    if normalize is None or normalize == "none":
+        return None
+    if isinstance(normalize, PercentileNormalizer):
+        return normalize
+    if normalize == "auto":
+        return normalizer_from_dict(unet.metadata.normalization)
+    if normalize == "percentile":
+        return PercentileNormalizer()
+    raise ValueError(
+        f"normalize must be 'auto', 'percentile', None or a PercentileNormalizer, "
+        f"got {normalize!r}"
+    )
+
+
+def check_channels(channels: int, layout: AxesLayout, unet: Any) -> None:
+    """Raise a one-line ValueError if the image's channels do not fit the model."""
+    want = unet.spec.input_channels
+    if channels != want:
+        where = (
+            f"axis {layout.axes[layout.channel_axis]}"
+            if layout.channel_axis is not None
+            else "no channel axis"
+        )
+        raise ValueError(
+            f"the image has {channels} channel(s) ({where}) but the model expects "
+            f"{want}; pick {'one channel' if want == 1 else f'{want} channels'} "
+            "or a model made for this image"
+        )
+
+
+def _as_array(image: Any) -> Any:
+    """Arrays stay as they are (lazily); zarr arrays become dask arrays; others numpy."""
+    if isinstance(image, np.ndarray) or hasattr(image, "transpose"):
+        return image
+    if type(image).__module__.split(".")[0] == "zarr":
+        import dask.array as da
+
+        return da.from_zarr(image)
+    return np.asarray(image)
+
+
+def prepare(
+    model: Any,
+    image: Any,
+    *,
+    axes: str | None = None,
+    tile_size: int | tuple[int, int] | None = None,
+    memory_budget: int | None = None,
+    batch_size: int | None = None,
+    normalize: Any = "auto",
+) -> Prepared:
+    """Check ``image`` against ``model`` and plan its tiles (parameters as :func:`segment`)."""
+    unet = resolve_model(model)
+    image = _as_array(image)
+    layout = parse_axes(axes, tuple(np.shape(image)))
+    canonical = to_canonical(image, layout)
+    check_channels(canonical.shape[-1], layout, unet)
+    normalizer = resolve_normalizer(normalize, unet)
+    plan = plan_tiles(
+        (int(canonical.shape[-3]), int(canonical.shape[-2])),
+        unet.spec,
+        tile_size=tile_size,
+        memory_budget=memory_budget,
+        batch_size=batch_size,
+    )
+    return Prepared(unet, layout, canonical, normalizer, plan)
+
+
+def stack_statistics(job: Prepared) -> Scale:
+    """Percentiles over the whole stack; a lazy stack is read one plane at a time."""
+    data, normalizer = job.canonical, job.normalizer
+    assert normalizer is not None
+    if isinstance(data, np.ndarray):
+        return normalizer.statistics(data)
+    from napari_tiled_unet._percentile import blocks_reducer, normalizer_statistics
+
+    planes = list(np.ndindex(*job.plane_shape))
+    channels = data.shape[-1]
+    return normalizer_statistics(
+        normalizer,
+        blocks_reducer(lambda: (np.asarray(data[p]).reshape(-1, channels) for p in planes)),
+        dtype=data.dtype,
+        channels=channels,
+        count=int(np.prod(data.shape[:-1])),
+    )
