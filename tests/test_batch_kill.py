@@ -69,6 +69,13 @@ def partials(out, stem=""):
     return [p for p in out.glob(f".{stem}*.partial")] if out.exists() else []
 
 
+def recorded_runs(out):
+    try:
+        return json.loads((out / RUN_RECORD).read_text())["runs"]
+    except (OSError, ValueError, KeyError):
+        return []
+
+
 def outputs(out):
     return {p.name: p.read_bytes() for p in out.glob("*.tif")} if out.exists() else {}
 
@@ -82,9 +89,11 @@ def test_sigkill_at_several_points_then_rerun_gives_identical_files(job, tmp_pat
         (lambda: (out / "a_probabilities.tif").exists(), 0.0),  # between files
         (lambda: bool(partials(out, "c")), 0.05),  # early in the last file
     ]
-    for point, delay in kill_points:
+    for number, (point, delay) in enumerate(kill_points):
         process = start(root, model, out)
-        wait_for(point, process)
+        # Kill only once this run has started its record: a file finished by an earlier
+        # run may already satisfy the condition while this one is still importing.
+        wait_for(lambda n=number, p=point: len(recorded_runs(out)) > n and p(), process)
         time.sleep(delay)
         process.send_signal(signal.SIGKILL)
         process.wait()
