@@ -29,10 +29,18 @@ _EXPORTS = {
     "SegmentationResult": "napari_tiled_unet.predict",
     "TileProgress": "napari_tiled_unet.predict",
     "plan_tiles": "napari_tiled_unet.tiling",
+    "TrainConfig": "napari_tiled_unet.train.config",
+    "TrainProgress": "napari_tiled_unet.train.config",
+    "iter_train": "napari_tiled_unet.train.trainer",
+    "train_unet": "napari_tiled_unet.train.trainer",
     "TilePlan": "napari_tiled_unet.tiling",
 }
 
 __all__ = ["__version__", *_EXPORTS]
+
+
+# Public names that differ from the name inside their module.
+_RENAMED = {"train_unet": "train"}
 
 
 def __getattr__(name: str) -> Any:
@@ -41,7 +49,7 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     import importlib
 
-    return getattr(importlib.import_module(module_name), name)
+    return getattr(importlib.import_module(module_name), _RENAMED.get(name, name))
 
 
 def __dir__() -> list[str]:
@@ -66,3 +74,6 @@ if TYPE_CHECKING:  # pragma: no cover - for static type checkers only
         segment,
     )
     from napari_tiled_unet.tiling import TilePlan, plan_tiles
+    from napari_tiled_unet.train.config import TrainConfig, TrainProgress
+    from napari_tiled_unet.train.trainer import iter_train
+    from napari_tiled_unet.train.trainer import train as train_unet

@@ -138,15 +138,17 @@ def add_segment_parser(commands: Any) -> argparse.ArgumentParser:
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``napari-tiled-unet`` command."""
     from napari_tiled_unet import __version__
+    from napari_tiled_unet.train.cli import add_train_parser
 
     parser = argparse.ArgumentParser(
         prog="napari-tiled-unet",
         description="Segment microscopy images with the original U-Net "
-        "(valid convolutions, overlap-tile inference).",
+        "(valid convolutions, overlap-tile inference), and train it on your own data.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_segment_parser(commands)
+    add_train_parser(commands)
     return parser
 
 

@@ -1,0 +1,229 @@
+"""Training data: checked, normalised images with precomputed targets and weight maps.
+
+Every training image is prepared once (percentile normalisation, class targets, the
+paper's weight map with "not annotated" pixels at weight 0); each step then cuts random
+input-size tiles, augments them (flips/rotations, elastic deformation, grey values) and
+centre-crops targets and weights to the network's output.  Everything random comes from
+one ``numpy.random.Generator``, so a seed fixes the tile stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from napari_tiled_unet.normalize import PercentileNormalizer
+from napari_tiled_unet.train.augment import augment_pair
+from napari_tiled_unet.train.sampling import center_crop, sample_tile
+from napari_tiled_unet.train.targets import check_instances, instance_to_classes
+from napari_tiled_unet.train.weightmap import weight_map
+
+__all__ = ["PreparedImage", "WeightOptions", "prepare_images", "sample_batch"]
+
+
+@dataclass(frozen=True)
+class WeightOptions:
+    """How targets and loss weights are derived from instance labels.
+
+    Attributes
+    ----------
+    n_classes : {2, 3}
+        Target scheme (see :func:`~napari_tiled_unet.train.targets.instance_to_classes`).
+    use_weight_map : bool
+        True: the paper's weight map (class balance + ``w0`` border term); False: weight 1
+        on every annotated pixel (plain cross-entropy).
+    w0, sigma : float
+        Border term of the weight map.
+    border_width : int
+        Thickness of the border class of 3-class targets.
+    """
+
+    n_classes: int = 2
+    use_weight_map: bool = True
+    w0: float = 10.0
+    sigma: float = 5.0
+    border_width: int = 1
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    """One training image, ready for sampling.
+
+    Attributes
+    ----------
+    image : ndarray of float32
+        ``(Y, X, C)``, normalised.
+    classes : ndarray of uint8
+        ``(Y, X)`` class targets.
+    weights : ndarray of float32
+        ``(Y, X)`` loss weights, 0 where not annotated.
+    """
+
+    image: np.ndarray
+    classes: np.ndarray
+    weights: np.ndarray
+
+
+def _as_channels_last(image: np.ndarray, labels: np.ndarray, index: int) -> np.ndarray:
+    arr = np.asarray(image)
+    if arr.dtype.kind not in "uif":
+        raise ValueError(f"image {index} must be real numbers, got dtype {arr.dtype}")
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.ndim != 3 or labels.ndim != 2 or arr.shape[:2] != labels.shape:
+        raise ValueError(
+            f"image {index} has shape {arr.shape} but its labels {labels.shape}; "
+            "give (Y, X) or (Y, X, C) images with (Y, X) instance labels of the same size"
+        )
+    return arr
+
+
+def _check_ignore(ignore: np.ndarray | None, shape: tuple[int, ...], index: int) -> None:
+    if ignore is not None and np.shape(ignore) != shape:
+        raise ValueError(
+            f"ignore mask {index} has shape {np.shape(ignore)}, its labels {shape}; "
+            "give one boolean mask per image, True where not annotated"
+        )
+
+
+def prepare_images(
+    images: Sequence[np.ndarray],
+    labels: Sequence[np.ndarray],
+    *,
+    options: WeightOptions,
+    normalizer: PercentileNormalizer | None = None,
+    ignore: Sequence[np.ndarray | None] | None = None,
+) -> list[PreparedImage]:
+    """Check, normalise and precompute targets and weights for every image.
+
+    Parameters
+    ----------
+    images : sequence of ndarray
+        ``(Y, X)`` or ``(Y, X, C)`` images (any real dtype), all with the same channels.
+    labels : sequence of ndarray of int
+        Instance labels ``(Y, X)``, 0 = background, one per image.
+    options : WeightOptions
+        Target scheme and weighting.
+    normalizer : PercentileNormalizer, optional
+        Applied per image (its percentiles of that image); None keeps values as float32.
+    ignore : sequence of (ndarray of bool or None), optional
+        Per image, True where not annotated: loss weight 0 there.
+
+    Returns
+    -------
+    list of PreparedImage
+    """
+    if len(images) != len(labels) or len(images) == 0:
+        raise ValueError(
+            f"got {len(images)} images and {len(labels)} label images; give one label image "
+            "per image, at least one"
+        )
+    masks = list(ignore) if ignore is not None else [None] * len(images)
+    if len(masks) != len(images):
+        raise ValueError(f"got {len(masks)} ignore masks for {len(images)} images")
+    prepared = []
+    for index, (image, label, mask) in enumerate(zip(images, labels, masks)):
+        inst = check_instances(label)
+        arr = _as_channels_last(image, inst, index)
+        _check_ignore(mask, inst.shape, index)
+        prepared.append(_prepare_one(arr, inst, mask, options, normalizer))
+    if len({p.image.shape[-1] for p in prepared}) > 1:
+        raise ValueError("all images must have the same number of channels")
+    return prepared
+
+
+def _prepare_one(
+    image: np.ndarray,
+    labels: np.ndarray,
+    ignore: np.ndarray | None,
+    options: WeightOptions,
+    normalizer: PercentileNormalizer | None,
+) -> PreparedImage:
+    data = np.asarray(image, dtype=np.float32)
+    if normalizer is not None:
+        data = normalizer.apply(data, *normalizer.statistics(data))
+    classes = instance_to_classes(
+        labels, n_classes=options.n_classes, border_width=options.border_width
+    )
+    if options.use_weight_map:
+        weights = weight_map(
+            labels,
+            w0=options.w0,
+            sigma=options.sigma,
+            n_classes=options.n_classes,
+            ignore=ignore,
+            border_width=options.border_width,
+        )
+    else:
+        weights = np.ones(labels.shape, np.float32)
+        if ignore is not None:
+            weights[np.asarray(ignore, dtype=bool)] = 0.0
+    return PreparedImage(np.ascontiguousarray(data), classes, weights)
+
+
+def _sample_one(
+    item: PreparedImage, input_size: int, output_size: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cut one input-size window of image, classes and weights around a random output."""
+    # The output window is uniform over the image; targets and weights are cut at the
+    # input size around it so that augmentation moves them with the image.
+    free = [n - output_size for n in item.classes.shape]
+    oy, ox = (int(rng.integers(min(0, f), max(0, f) + 1)) for f in free)
+    halo = (input_size - output_size) // 2
+    image, classes, weights = sample_tile(
+        item.image,
+        item.classes,
+        item.weights,
+        input_size=input_size,
+        output_size=input_size,
+        origin=(oy - halo, ox - halo),
+    )
+    return image, classes, weights
+
+
+def sample_batch(
+    prepared: Sequence[PreparedImage],
+    *,
+    batch_size: int,
+    input_size: int,
+    output_size: int,
+    rng: np.random.Generator,
+    augment: bool = True,
+    elastic_sigma: float = 10.0,
+    elastic_grid: int = 3,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Draw one training batch of random, augmented tiles.
+
+    Images are picked with probability proportional to their area; each tile's input
+    window is cut at ``input_size`` (mirrored beyond the border), augmented together with
+    its targets and weights, and the targets/weights centre-cropped to ``output_size``.
+
+    Returns
+    -------
+    inputs : ndarray of float32
+        ``(B, S, S, C)``.
+    classes : ndarray of int32
+        ``(B, s, s)`` with ``s = output_size``.
+    weights : ndarray of float32
+        ``(B, s, s)``.
+    """
+    areas = np.array([p.classes.size for p in prepared], dtype=np.float64)
+    picks = rng.choice(len(prepared), size=batch_size, p=areas / areas.sum())
+    xs, ys, ws = [], [], []
+    for pick in picks:
+        image, classes, weights = _sample_one(prepared[int(pick)], input_size, output_size, rng)
+        if augment:
+            image, classes, augmented = augment_pair(
+                image, classes, weights, rng=rng, sigma=elastic_sigma, grid=elastic_grid
+            )
+            weights = augmented if augmented is not None else weights
+        xs.append(image)
+        ys.append(center_crop(classes, output_size))
+        ws.append(center_crop(weights, output_size))
+    return (
+        np.stack(xs).astype(np.float32),
+        np.stack(ys).astype(np.int32),
+        np.stack(ws).astype(np.float32),
+    )
