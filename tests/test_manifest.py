@@ -48,7 +48,7 @@ def test_contributions_are_module_level_objects():
     manifest = PluginManifest.from_distribution("napari-tiled-unet")
     assert manifest.display_name == "napari-tiled-unet"
     contributions = manifest.contributions
-    assert [w.display_name for w in contributions.widgets or []] == ["Segment"]
+    assert [w.display_name for w in contributions.widgets or []] == ["Segment", "Batch"]
     assert [s.key for s in contributions.sample_data or []] == ["nuclei2d"]
     for command in contributions.commands or []:
         module, _, name = command.python_name.partition(":")

@@ -1,8 +1,9 @@
-"""The Segment widget's parameters between napari sessions: a small JSON file.
+"""The widgets' parameters between napari sessions: a small JSON file per widget.
 
-No Qt here: the widget reads the values when it opens, writes them when they change, and
-"Restore defaults" writes :data:`SEGMENT_DEFAULTS` back.  A missing, unreadable or
-outdated file silently falls back to the defaults, key by key.
+No Qt here: a widget reads the values when it opens, writes them when they change, and
+"Restore defaults" writes its defaults (:data:`SEGMENT_DEFAULTS`, :data:`BATCH_DEFAULTS`,
+:data:`TRAIN_DEFAULTS`) back.  A missing, unreadable or outdated file silently falls back
+to the defaults, key by key.
 """
 
 from __future__ import annotations
@@ -13,7 +14,16 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SEGMENT_DEFAULTS", "load_settings", "save_settings", "settings_path"]
+__all__ = [
+    "BATCH_DEFAULTS",
+    "SEGMENT_DEFAULTS",
+    "TRAIN_DEFAULTS",
+    "batch_settings_path",
+    "load_settings",
+    "save_settings",
+    "settings_path",
+    "train_settings_path",
+]
 
 #: Parameters of the Segment widget that persist, with their defaults.
 SEGMENT_DEFAULTS: dict[str, Any] = {
@@ -29,12 +39,57 @@ SEGMENT_DEFAULTS: dict[str, Any] = {
     "probabilities": False,
 }
 
+#: Parameters of the Batch widget that persist, with their defaults ("" = not chosen).
+BATCH_DEFAULTS: dict[str, Any] = {
+    "input_folder": "",
+    "pattern": "",
+    "output_folder": "",
+    "model": "",
+    "axes": "",
+    "tile_size": 0,
+    "normalize": "as the model was trained",
+    "probabilities": False,
+    "probability_dtype": "float32",
+    "overwrite": False,
+}
 
-def settings_path() -> Path:
-    """Return the settings file, in the user config folder of ``napari-tiled-unet``."""
+#: Parameters of the Train widget that persist, with their defaults ("" = not chosen; an
+#: empty learning rate means the optimiser's default).
+TRAIN_DEFAULTS: dict[str, Any] = {
+    "start": "new",
+    "classes": 3,
+    "depth": 4,
+    "base_filters": 32,
+    "model": "",
+    "steps": 100,
+    "epochs": 10,
+    "learning_rate": "",
+    "optimizer": "adam",
+    "w0": 10.0,
+    "sigma": 5.0,
+    "name": "my_unet",
+}
+
+
+def _config_file(name: str) -> Path:
     from platformdirs import user_config_dir
 
-    return Path(user_config_dir("napari-tiled-unet", appauthor=False)) / "segment_widget.json"
+    return Path(user_config_dir("napari-tiled-unet", appauthor=False)) / name
+
+
+def settings_path() -> Path:
+    """Return the Segment widget's settings file, in the user config folder."""
+    return _config_file("segment_widget.json")
+
+
+def batch_settings_path() -> Path:
+    """Return the Batch widget's settings file, in the user config folder."""
+    return _config_file("batch_widget.json")
+
+
+def train_settings_path() -> Path:
+    """Return the Train widget's settings file, in the user config folder."""
+    return _config_file("train_widget.json")
 
 
 def _same_kind(value: Any, default: Any) -> bool:
@@ -45,39 +100,48 @@ def _same_kind(value: Any, default: Any) -> bool:
     return isinstance(value, type(default))
 
 
-def load_settings(path: Path | None = None) -> dict[str, Any]:
+def load_settings(
+    path: Path | None = None, defaults: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Return the stored parameters, completed and checked against the defaults.
 
     Parameters
     ----------
     path : pathlib.Path, optional
         The settings file (default :func:`settings_path`).
+    defaults : dict, optional
+        The parameters and their defaults (default :data:`SEGMENT_DEFAULTS`).
 
     Returns
     -------
     dict
-        One entry per key of :data:`SEGMENT_DEFAULTS`; stored values of the wrong type and
-        unknown keys are ignored.
+        One entry per key of ``defaults``; stored values of the wrong type and unknown keys
+        are ignored.
     """
-    values = dict(SEGMENT_DEFAULTS)
+    defaults = SEGMENT_DEFAULTS if defaults is None else defaults
+    values = dict(defaults)
     try:
         stored = json.loads((path or settings_path()).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return values
     if isinstance(stored, dict):
-        for key, default in SEGMENT_DEFAULTS.items():
+        for key, default in defaults.items():
             if key in stored and _same_kind(stored[key], default):
                 values[key] = type(default)(stored[key])
     return values
 
 
-def save_settings(values: dict[str, Any], path: Path | None = None) -> bool:
+def save_settings(
+    values: dict[str, Any], path: Path | None = None, defaults: dict[str, Any] | None = None
+) -> bool:
     """Write the known parameters of ``values``; return False if the file cannot be written.
 
-    The file is replaced atomically, so a crash never leaves half a settings file.
+    Known are the keys of ``defaults`` (default :data:`SEGMENT_DEFAULTS`).  The file is
+    replaced atomically, so a crash never leaves half a settings file.
     """
     path = path or settings_path()
-    known = {key: values[key] for key in SEGMENT_DEFAULTS if key in values}
+    defaults = SEGMENT_DEFAULTS if defaults is None else defaults
+    known = {key: values[key] for key in defaults if key in values}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".settings.", suffix=".json", dir=path.parent)

@@ -1,0 +1,178 @@
+"""What the Batch widget checks, runs in its worker thread, and says (no Qt, no layers).
+
+The main thread turns the form into a :class:`BatchJob` (:func:`batch_inputs`,
+:func:`count_inputs` catch the mistakes a user can fix at once); the worker runs
+:func:`batch_steps`, which loads the model and drives :func:`napari_tiled_unet.batch.iter_batch`;
+the texts of the status line and the summary come from the functions at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from napari_tiled_unet._batch_events import BatchSummary, FileResult, PlaneProgress
+from napari_tiled_unet._widgets._run import ModelLoaded
+
+__all__ = [
+    "BatchJob",
+    "batch_inputs",
+    "batch_steps",
+    "count_inputs",
+    "describe_end",
+    "labels_output",
+    "progress_line",
+    "summary_line",
+    "summary_rows",
+]
+
+_NO_INPUT = (
+    "no input: choose an input folder, or type a pattern such as /data/exp1/*.tif under Files"
+)
+#: Order of the statuses in the summary table: what needs attention first.
+_ORDER = {"failed": 0, "cancelled": 1, "done": 2, "skipped": 3}
+
+
+@dataclass(frozen=True)
+class BatchJob:
+    """Everything a batch run needs, checked on the main thread before the worker starts.
+
+    Attributes
+    ----------
+    inputs : tuple of str
+        Folders, files and glob patterns for :func:`~napari_tiled_unet.batch.iter_batch`.
+    outdir : pathlib.Path
+        The output folder.
+    model : UNetModel or pathlib.Path
+        A model loaded by an earlier run, or the file to load.
+    key : tuple
+        Identity of the model file (path, modification time, size).
+    options : dict
+        Fields of :class:`~napari_tiled_unet.batch.BatchOptions`.
+    """
+
+    inputs: tuple[str, ...]
+    outdir: Path
+    model: Any
+    key: tuple[str, int, int]
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def batch_inputs(folder: str, pattern: str) -> tuple[str, ...]:
+    """Combine the input folder and the Files pattern into inputs of the batch engine.
+
+    Parameters
+    ----------
+    folder : str
+        The input folder ("" when none is chosen).
+    pattern : str
+        "" for every file in ``folder``; a glob pattern relative to ``folder`` (``*.tif``);
+        or an absolute pattern or file that stands alone (``/data/exp1/*.tif``).
+
+    Returns
+    -------
+    tuple of str
+
+    Raises
+    ------
+    ValueError
+        When neither is given, or a relative pattern has no folder.
+    """
+    folder, pattern = folder.strip(), os.path.expanduser(pattern.strip())
+    if pattern and os.path.isabs(pattern):
+        return (pattern,)
+    if not folder:
+        if pattern:
+            raise ValueError(
+                f"the pattern {pattern} needs an input folder; choose one, or type a full "
+                "path such as /data/exp1/*.tif"
+            )
+        raise ValueError(_NO_INPUT)
+    base = Path(folder).expanduser()
+    return (str(base / pattern) if pattern else str(base),)
+
+
+def count_inputs(inputs: tuple[str, ...], outdir: Path) -> int:
+    """Return how many files ``inputs`` name (one-line ValueError when one names nothing)."""
+    from napari_tiled_unet.io import expand_inputs
+
+    files, problems = expand_inputs(inputs, exclude=outdir.expanduser().resolve())
+    if problems:
+        raise ValueError(problems[0] + "; check the input folder and Files")
+    return len(files)
+
+
+def batch_steps(job: BatchJob, stop: threading.Event) -> Generator[Any, None, Any]:
+    """Run ``job``: yield :class:`ModelLoaded` (if loading), then the batch engine's events.
+
+    Setting ``stop`` ends the run after the plane in progress (before the first file when
+    it is set while the model loads).
+
+    Returns
+    -------
+    BatchSummary or None
+        None when the run was stopped before it started.
+    """
+    from napari_tiled_unet._keras import get_keras
+    from napari_tiled_unet.batch import iter_batch
+    from napari_tiled_unet.model.files import UNetModel, load_model
+
+    get_keras()  # isolated from Mesa's LLVM, see _keras._isolated_dlopen
+    unet = job.model
+    if not isinstance(unet, UNetModel):
+        unet = load_model(unet)
+        yield ModelLoaded(job.key, unet)
+    if stop.is_set():
+        return None
+    return (
+        yield from iter_batch(
+            job.inputs,
+            job.outdir,
+            model=unet,
+            stop=stop,
+            record_extra={"source": "napari"},
+            **job.options,
+        )
+    )
+
+
+def progress_line(event: PlaneProgress) -> str:
+    """Status line of a plane in progress, e.g. ``file 3/10: stack.tif plane 5/32``."""
+    text = f"file {event.number + 1}/{event.n_files}: {event.path.name}"
+    text += f" plane {event.plane + 1}/{event.n_planes}"
+    if event.n_tiles > 1:
+        text += f", tile {event.tiles_done}/{event.n_tiles}"
+    return text
+
+
+def summary_line(results: list[FileResult] | tuple[FileResult, ...]) -> str:
+    """Count files per status, e.g. ``2 done, 0 skipped, 1 failed`` (cancelled if any)."""
+    counts = {s: sum(r.status == s for r in results) for s in _ORDER}
+    text = f"{counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed"
+    return text + (f", {counts['cancelled']} cancelled" if counts["cancelled"] else "")
+
+
+def summary_rows(results: list[FileResult] | tuple[FileResult, ...]) -> list[FileResult]:
+    """Order results for the table: failed and cancelled files first, then input order."""
+    return sorted(results, key=lambda r: _ORDER[r.status])
+
+
+def labels_output(result: FileResult) -> Path | None:
+    """Return the labels file of ``result`` if it exists (done, skipped), else None."""
+    for output in result.outputs:
+        if output.endswith("_labels.tif") and Path(output).is_file():
+            return Path(output)
+    return None
+
+
+def describe_end(summary: BatchSummary | None, seconds: float) -> str:
+    """Status line at the end of a run."""
+    if summary is None:
+        return "Cancelled before the first file; nothing was written."
+    if summary.cancelled:
+        return f"Cancelled ({summary_line(summary.files)}); nothing half-written is left."
+    return f"Finished in {seconds:.1f} s: {summary_line(summary.files)}."
