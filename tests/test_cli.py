@@ -92,7 +92,11 @@ def test_cli_runs_as_a_console_script(tmp_path, model_file):
 @pytest.mark.parametrize(
     "case", ["no-model", "missing-input", "bad-model", "not-tiff", "bad-axes"]
 )
-def test_errors_are_one_line_and_leave_nothing(tmp_path, model_file, capsys, case):
+def test_errors_are_one_line_and_leave_nothing(tmp_path, model_file, capsys, case, monkeypatch):
+    import napari_tiled_unet.models
+
+    # "no-model" is an error only where no model is bundled; pretend there is none.
+    monkeypatch.setattr(napari_tiled_unet.models, "bundled_models", lambda: [])
     image = tmp_path / "img.tif"
     tifffile.imwrite(image, np.zeros((20, 20), np.uint8))
     (tmp_path / "junk.tif").write_text("not a tiff")
@@ -111,6 +115,17 @@ def test_errors_are_one_line_and_leave_nothing(tmp_path, model_file, capsys, cas
     # Usage errors stop before anything is made; a file that fails is in the run record.
     left = sorted(p.name for p in out.iterdir()) if out.exists() else []
     assert left == ([RUN_RECORD] if case in ("not-tiff", "bad-axes") else [])
+
+
+def test_without_model_the_bundled_one_is_used(tmp_path, model_file, monkeypatch, capsys):
+    import napari_tiled_unet.models
+
+    monkeypatch.setattr(napari_tiled_unet.models, "bundled_models", lambda: [model_file])
+    tifffile.imwrite(tmp_path / "img.tif", np.zeros((20, 20), np.uint8))
+    assert main(["segment", str(tmp_path / "img.tif"), "-o", str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "img_labels.tif").exists()
+    record = (tmp_path / "out" / RUN_RECORD).read_text()
+    assert model_file.name in record
 
 
 def test_help_gives_every_option_an_example():

@@ -75,7 +75,8 @@ def add_segment_parser(commands: Any) -> argparse.ArgumentParser:
         "--model",
         type=Path,
         metavar="PATH",
-        help="U-Net model file, .keras or .h5; required (example: --model unet.keras)",
+        help="U-Net model file, .keras or .h5; default: the bundled nuclei model "
+        "(example: --model unet.keras)",
     )
     add(
         "--axes",
@@ -235,7 +236,12 @@ class _Interrupts:
 def run_segment(args: argparse.Namespace) -> int:
     """Run ``segment`` with parsed arguments; return the exit status."""
     if args.model is None:
-        return _fail("--model is required: give a .keras or .h5 U-Net model file")
+        from napari_tiled_unet.models import bundled_models
+
+        bundled = bundled_models()
+        if not bundled:
+            return _fail("--model is required: give a .keras or .h5 U-Net model file")
+        args.model = bundled[0]
     from napari_tiled_unet._progress import TqdmProgress
     from napari_tiled_unet.batch import iter_batch
 
