@@ -128,6 +128,15 @@ def test_without_model_the_bundled_one_is_used(tmp_path, model_file, monkeypatch
     assert model_file.name in record
 
 
+def test_warnings_are_one_line(tmp_path, model_file, capsys):
+    tifffile.imwrite(tmp_path / "img.tif", np.zeros((30, 30), np.uint8))
+    args = [str(tmp_path / "img.tif"), "-o", str(tmp_path / "o"), "--model", str(model_file)]
+    assert main(["segment", *args, "--tile-size", "61", "-q"]) == 0
+    err = capsys.readouterr().err
+    line = "napari-tiled-unet: warning: tile size 61 is not valid for a depth-2 U-Net; using the"
+    assert line in err and "UserWarning" not in err
+
+
 def test_help_gives_every_option_an_example():
     from napari_tiled_unet.cli import build_parser
 

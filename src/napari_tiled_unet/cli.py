@@ -278,7 +278,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.argv = argv
-    return int(args.run(args))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        return int(args.run(args))
+
+
+def _show_warning(
+    message: Warning | str, category: type[Warning], *_: object, **__: object
+) -> None:
+    """Print a warning as one line (no source location: it is meant for the user)."""
+    print(f"napari-tiled-unet: warning: {message}", file=sys.stderr)
 
 
 if __name__ == "__main__":  # pragma: no cover
