@@ -93,10 +93,10 @@ def main(argv: list[str] | None = None) -> None:
     os.environ["NAPARI_TILED_UNET_MODELS"] = str(folder)  # only the chosen model is listed
     os.environ["XDG_CONFIG_HOME"] = str(folder / "config")  # leave the user's settings alone
 
-    # TensorFlow before the viewer, isolated from Mesa's LLVM (see _widgets/_tensorflow.py).
-    from napari_tiled_unet._widgets._tensorflow import import_tensorflow
+    # TensorFlow before the viewer, isolated from Mesa's LLVM (see _keras._isolated_dlopen).
+    from napari_tiled_unet._keras import get_keras
 
-    import_tensorflow()
+    get_keras()
     model = choose_model(args.model, folder)
 
     import napari

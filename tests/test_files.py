@@ -42,6 +42,7 @@ def test_round_trip_keeps_weights_and_metadata(tmp_path):
     )
     path = save_model(UNetModel(keras_model, meta), tmp_path / "m.keras")
     assert [p.name for p in tmp_path.iterdir()] == ["m.keras"]  # no temporary left over
+    assert path.stat().st_mode & 0o777 == 0o666 & ~_current_umask()  # not owner-only
     loaded = load_model(path)
     assert loaded.metadata == meta
     image = np.random.default_rng(0).random((70, 50), dtype=np.float32)
@@ -51,6 +52,14 @@ def test_round_trip_keeps_weights_and_metadata(tmp_path):
 
     plain = keras.saving.load_model(path, compile=False)
     assert plain.count_params() == keras_model.count_params()
+
+
+def _current_umask():
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def test_metadata_defaults_and_validation():

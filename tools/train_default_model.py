@@ -13,7 +13,11 @@ texture, blur and noise, some touching) with exact instance labels, to widen wha
 has seen beyond one image.
 
     python tools/train_default_model.py                       # writes the bundled model
-    python tools/train_default_model.py --base-filters 8 --depth 3 -o /tmp/small.keras
+    python tools/train_default_model.py --depth 4 -o /tmp/d4b16.keras   # a candidate
+
+The defaults (depth 3, 16 base filters, 20 epochs of 100 steps of 2 tiles, seed 0) are
+those of the bundled model, chosen over depth 4 / 16 filters by
+``benchmarks/bench_model_candidates.py`` (validation accuracy vs. seconds per megapixel).
 
 Prints the data, the configuration, per-epoch losses, the time taken and the validation
 metrics of the chosen checkpoint.
@@ -91,7 +95,7 @@ def main() -> None:
     from napari_tiled_unet.train.trainer import iter_train
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--depth", type=int, default=4)
+    parser.add_argument("--depth", type=int, default=3)
     parser.add_argument("--base-filters", type=int, default=16)
     parser.add_argument("--steps", type=int, default=100, help="steps per epoch")
     parser.add_argument("--epochs", type=int, default=20)

@@ -195,10 +195,17 @@ def save_model(
         unet.keras_model.save(tmp)
         with zipfile.ZipFile(tmp, "a") as archive:
             archive.writestr(METADATA_MEMBER, meta.to_json())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it owner-only; use the usual mode
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def load_model(path: str | os.PathLike[str]) -> UNetModel:
