@@ -40,6 +40,12 @@ class BatchOptions:
         Redo inputs whose outputs exist.
     max_plane_bytes : int
         Working memory above which a plane is read and written tile row by tile row.
+    output : {"auto", "classes", "instances"}
+        What ``<stem>_labels.tif`` holds: class labels, or instance labels (objects numbered
+        per plane, uint16; needs whole planes).  "auto": instances for models with a border
+        class (3 classes), classes otherwise.
+    min_size : int
+        Instances smaller than this many pixels are dropped.
     """
 
     axes: str | None = None
@@ -51,14 +57,24 @@ class BatchOptions:
     probability_dtype: str = "float32"
     overwrite: bool = False
     max_plane_bytes: int = 2**30
+    output: str = "auto"
+    min_size: int = 20
 
     def __post_init__(self) -> None:
+        if self.output not in ("auto", "classes", "instances"):
+            raise ValueError(f"output must be auto, classes or instances, got {self.output!r}")
+        if self.min_size < 0:
+            raise ValueError(f"min_size must be >= 0, got {self.min_size!r}")
         if self.probability_dtype not in ("float32", "float16"):
             raise ValueError(
                 f"probability_dtype must be 'float32' or 'float16', got {self.probability_dtype!r}"
             )
         if self.normalize not in ("auto", "percentile", "none"):
             raise ValueError(f"normalize must be auto, percentile or none, got {self.normalize!r}")
+
+    def instances_for(self, num_classes: int) -> bool:
+        """Whether the labels written for a model of ``num_classes`` are instances."""
+        return self.output == "instances" or (self.output == "auto" and num_classes == 3)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from napari_tiled_unet._batch_events import (
     BatchEvent,
     BatchOptions,
@@ -113,12 +115,42 @@ def _open_outputs(stack: ExitStack, job: FileJob, todo: dict[str, Path], ctx: _C
             TiffOutput(
                 target,
                 shape=job.label_shape + ((ctx.unet.spec.num_classes,) if probs else ()),
-                dtype=ctx.options.probability_dtype if probs else job.label_dtype,
+                dtype=ctx.options.probability_dtype if probs else _label_dtype(job, ctx),
                 axes=job.label_axes + ("C" if probs else ""),
                 calibration=job.source.calibration,
             )
         )
     return writers
+
+
+def _instances(ctx: _Context) -> bool:
+    return ctx.options.instances_for(ctx.unet.spec.num_classes)
+
+
+def _label_dtype(job: FileJob, ctx: _Context) -> Any:
+    if not _instances(ctx):
+        return job.label_dtype
+    if job.streamed:
+        raise ValueError(
+            "instance labels need whole planes and this file's planes are streamed tile by "
+            "tile; use --output classes"
+        )
+    return np.uint16
+
+
+def _labels_to_write(item: Rows, job: FileJob, ctx: _Context) -> np.ndarray:
+    """Class labels as computed, or instances of a whole plane (numbered from 1)."""
+    if not _instances(ctx):
+        return item.labels
+    from napari_tiled_unet.postprocess import classes_to_instances
+
+    if ctx.unet.spec.num_classes == 3:
+        instances = classes_to_instances(item.labels, min_size=ctx.options.min_size)
+    else:
+        instances = classes_to_instances(item.labels == 1, min_size=ctx.options.min_size)
+    if int(instances.max(initial=0)) > np.iinfo(np.uint16).max:
+        raise ValueError("a plane has more than 65535 objects; use --output classes")
+    return instances.astype(np.uint16)
 
 
 def _segment_file(
@@ -146,7 +178,11 @@ def _segment_file(
             for item in pages:
                 if isinstance(item, Rows):
                     for kind, writer in writers.items():
-                        data = item.labels if kind == "labels" else item.probabilities
+                        data = (
+                            _labels_to_write(item, job, ctx)
+                            if kind == "labels"
+                            else item.probabilities
+                        )
                         writer.write(item.page, data, item.row)
                     continue
                 yield PlaneProgress(

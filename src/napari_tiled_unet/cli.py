@@ -65,7 +65,7 @@ def add_segment_parser(commands: Any) -> argparse.ArgumentParser:
     )
     add(
         "-o",
-        "--output",
+        "--outdir",
         required=True,
         type=Path,
         metavar="OUTDIR",
@@ -111,6 +111,23 @@ def add_segment_parser(commands: Any) -> argparse.ArgumentParser:
         choices=("float32", "float16"),
         default="float32",
         help="pixel type of the probabilities (example: --probability-dtype float16)",
+    )
+    add(
+        "--output",
+        dest="labels_output",
+        choices=("auto", "classes", "instances"),
+        default="auto",
+        help="what <stem>_labels.tif holds: class labels, or instance labels (each object its "
+        "own number, per plane); auto = instances for models with a border class, such as "
+        "the bundled one (example: --output classes)",
+    )
+    add(
+        "--min-size",
+        type=int,
+        default=20,
+        metavar="PX",
+        help="with instance labels, drop objects smaller than this many pixels "
+        "(example: --min-size 50)",
     )
     add(
         "--overwrite",
@@ -249,7 +266,7 @@ def run_segment(args: argparse.Namespace) -> int:
         with _Interrupts() as interrupts:
             steps = iter_batch(
                 args.inputs,
-                args.output,
+                args.outdir,
                 model=args.model,
                 stop=interrupts.stop,
                 workers=args.workers,
@@ -262,6 +279,8 @@ def run_segment(args: argparse.Namespace) -> int:
                 probabilities=args.probabilities,
                 probability_dtype=args.probability_dtype,
                 overwrite=args.overwrite,
+                output=args.labels_output,
+                min_size=args.min_size,
             )
             summary = TqdmProgress(quiet=args.quiet).drain(steps)
     except KeyboardInterrupt:
