@@ -143,9 +143,8 @@ def test_help_gives_every_option_an_example():
     parser = build_parser()
     segment_parser = parser._subparsers._group_actions[0].choices["segment"]
     options = [a for a in segment_parser._actions if a.help and a.dest != "help"]
-    assert {"overwrite", "workers", "scheduler", "probabilities", "output"} <= {
-        a.dest for a in options
-    }
+    wanted = {"overwrite", "workers", "scheduler", "probabilities", "outdir", "labels_output"}
+    assert wanted | {"min_size"} <= {a.dest for a in options}
     assert all("example:" in a.help for a in options), [
         a.dest for a in options if "example:" not in a.help
     ]
