@@ -33,7 +33,7 @@ __all__ = [
 MODELS_ENV_VAR = "NAPARI_TILED_UNET_MODELS"
 #: File endings recognised as model files.
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
-#: Where trained models shipped inside the package live (empty until one is bundled).
+#: Where trained models shipped inside the package live.
 BUNDLED_MODELS_DIR = Path(__file__).resolve().parent / "data" / "models"
 
 
@@ -87,7 +87,7 @@ def _model_files(folder: Path) -> list[Path]:
 
 
 def bundled_models() -> list[Path]:
-    """Return the model files shipped inside the package (none yet: a later release)."""
+    """Return the model files shipped inside the package (the bundled nuclei model)."""
     return _model_files(BUNDLED_MODELS_DIR)
 
 
