@@ -34,8 +34,10 @@ def main() -> None:
     args = parser.parse_args()
     image, truth = nuclei2d()
     big = np.tile(image, (4, 4))
-    print(f"{'model':<22}{'depth':>6}{'filters':>8}{'params':>10}{'MB':>6}"
-          f"{'val IoU':>9}{'val F1':>8}{'s/Mpx':>8}")
+    print(
+        f"{'model':<22}{'depth':>6}{'filters':>8}{'params':>10}{'MB':>6}"
+        f"{'val IoU':>9}{'val F1':>8}{'s/Mpx':>8}"
+    )
     for path in args.models:
         model = load_model(path)
         result = segment(model, image[VALIDATION])
@@ -45,9 +47,11 @@ def main() -> None:
         segment(model, big)
         best = min(_timed(segment, model, big) for _ in range(3))
         meta = model.metadata
-        print(f"{path.name:<22}{meta.depth:>6}{meta.base_filters:>8}"
-              f"{model.keras_model.count_params():>10,}{path.stat().st_size / 1e6:>6.1f}"
-              f"{iou:>9.3f}{f1:>8.3f}{best / (big.size / 1e6):>8.2f}")
+        print(
+            f"{path.name:<22}{meta.depth:>6}{meta.base_filters:>8}"
+            f"{model.keras_model.count_params():>10,}{path.stat().st_size / 1e6:>6.1f}"
+            f"{iou:>9.3f}{f1:>8.3f}{best / (big.size / 1e6):>8.2f}"
+        )
 
 
 def _timed(fn, *args) -> float:
