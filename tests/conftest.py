@@ -1,14 +1,24 @@
-"""Shared fixtures: tiny randomly initialised U-Nets (fast on two CPU cores)."""
+"""Shared fixtures: tiny randomly initialised U-Nets (fast on two CPU cores).
+
+The whole session writes its settings and models into a temporary folder, never into the
+user's own configuration or models folder, even where a test forgets to redirect them.
+"""
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
+import atexit
 import functools
+import os
+import shutil
+import tempfile
 
 import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+_SANDBOX = tempfile.mkdtemp(prefix="napari-tiled-unet-tests-")
+atexit.register(shutil.rmtree, _SANDBOX, ignore_errors=True)
+os.environ["XDG_CONFIG_HOME"] = os.path.join(_SANDBOX, "config")
+os.environ["NAPARI_TILED_UNET_MODELS"] = os.path.join(_SANDBOX, "models")
 
 
 @functools.cache

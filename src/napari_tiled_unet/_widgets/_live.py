@@ -1,6 +1,7 @@
 """One run of the Segment widget: worker thread, progress bar, growing labels, undo.
 
-The worker (:func:`~napari_tiled_unet._widgets._run.segment_steps`) only computes; every
+The worker (:func:`~napari_tiled_unet._widgets._run.segment_steps`, in a Python thread of
+its own: see :mod:`~napari_tiled_unet._widgets._thread`) only computes; every
 layer change happens here, on the main thread, in the worker's signal handlers.  napari's
 progress bars process Qt events when they change, so each handler finishes its own work
 before it touches the bar: a handler may be re-entered from inside ``bar.update``.
@@ -8,9 +9,11 @@ before it touches the bar: a handler may be re-entered from inside ``bar.update`
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,7 @@ from napari.utils import progress
 from napari_tiled_unet import outputs
 from napari_tiled_unet._widgets._layers import labels_name, show_labels
 from napari_tiled_unet._widgets._run import Job, ModelLoaded, segment_steps
+from napari_tiled_unet._widgets._thread import in_python_thread
 
 __all__ = ["LiveRun", "RunCallbacks"]
 
@@ -72,6 +76,7 @@ class LiveRun:
         self._bar: Any = None
         self.snapshot: Any = None
         self.worker: Any = None
+        self._stop = threading.Event()
 
     def start(self) -> None:
         """Show an empty labels layer, start the worker and a progress bar."""
@@ -87,8 +92,9 @@ class LiveRun:
         self._view = outputs.canonical_view(self.snapshot.layer.data, layout.output_axes)
         self._start = time.perf_counter()
         self.worker = create_worker(
-            segment_steps,
-            self._job,
+            in_python_thread,
+            partial(segment_steps, self._job),
+            self._stop,
             _start_thread=False,
             _connect={
                 "yielded": self._on_yielded,
@@ -107,6 +113,7 @@ class LiveRun:
     def cancel(self) -> None:
         """Ask the worker to stop after the batch of tiles in progress."""
         if self.worker is not None:
+            self._stop.set()  # the Python thread stops after the batch of tiles in progress
             self.worker.quit()
             self._callbacks.status("Cancelling...")
 
