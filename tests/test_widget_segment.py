@@ -90,7 +90,8 @@ def test_runs_from_the_manifest_and_reuses_its_output_layer(
     assert widget.plan_info.value.startswith("1 tile of ")
     run_and_wait(qtbot, widget)
     labels = viewer.layers["cells [unet labels]"]
-    assert labels.data.shape == (70, 90) and labels.data.dtype == np.uint8
+    # uint16 from the start: class and instance labels then share the layer's data type
+    assert labels.data.shape == (70, 90) and labels.data.dtype == np.uint16
     np.testing.assert_allclose(labels.scale, (0.5, 0.25))
     np.testing.assert_allclose(labels.translate, (10, -3))
     expected = segment(load_model(model_files["random"]), image).labels
@@ -136,9 +137,35 @@ def test_rethreshold_and_instances_come_from_the_cache(make_napari_viewer, qtbot
     np.testing.assert_array_equal(layer.data, probs[..., 1] > 0.8)
     widget.output.value = "instance labels"
     expected = outputs.labels_from_probabilities(probs, kind="instances", threshold=0.8)
-    assert layer.data.dtype == np.uint16
+    assert viewer.layers["img [unet labels]"] is layer and layer.data.dtype == np.uint16
     np.testing.assert_array_equal(layer.data, expected)
     assert shown(widget.min_size)
+    widget.output.value = "class labels"  # napari may stop drawing a layer whose type changes
+    assert viewer.layers["img [unet labels]"] is layer and layer.data.dtype == np.uint16
+
+
+def test_a_reused_layer_keeps_its_type_or_is_replaced_when_too_small(
+    make_napari_viewer, qtbot, model_files
+):
+    viewer = make_napari_viewer()
+    image = np.random.default_rng(1).random((64, 64)).astype(np.float32)
+    viewer.add_image(image, name="img", scale=(2, 2))
+    mine = viewer.add_labels(np.zeros((64, 64), np.uint8), name="img [unet labels]")
+    viewer.add_points(name="on top")
+    widget = open_widget(viewer, model_files["random"])
+    run_and_wait(qtbot, widget)
+    assert viewer.layers["img [unet labels]"] is mine and mine.data.dtype == np.uint8
+    probs = segment(load_model(model_files["random"]), image).probabilities
+    np.testing.assert_array_equal(mine.data, probs[..., 1] > 0.5)
+    yy, xx = np.indices((64, 64))
+    dots = ((yy % 2 == 0) & (xx % 2 == 0)).astype(np.float32)  # 1024 objects: beyond uint8
+    widget._cache["probabilities"] = np.stack([1 - dots, dots], -1)
+    widget.min_size.value = 0
+    widget.output.value = "instance labels"
+    new = viewer.layers["img [unet labels]"]
+    assert new is not mine and new.data.dtype == np.uint16 and new.data.max() == 1024
+    assert [layer.name for layer in viewer.layers][1:] == ["img [unet labels]", "on top"]
+    np.testing.assert_allclose(new.scale, (2, 2))
 
 
 def test_cancel_stops_early_and_leaves_the_viewer_as_before(
@@ -394,3 +421,49 @@ def test_first_run_in_a_fresh_napari_imports_tensorflow_safely(model_files, tmp_
     # Without _keras._isolated_dlopen this segfaults (-11) under Mesa.
     assert done.returncode == 0, done.stderr[-3000:]
     assert "(512, 512)" in done.stdout and "Done: 1 tile in" in done.stdout
+
+
+FRESH_NAPARI_REPEATS = """
+import os, sys, time
+import napari
+from qtpy.QtWidgets import QApplication
+
+viewer = napari.Viewer(show=True)
+viewer.open_sample("napari-tiled-unet", "nuclei2d")
+_, widget = viewer.window.add_plugin_dock_widget("napari-tiled-unet", "Segment")
+widget.model_file.value = sys.argv[1]
+widget.tile_auto.value, widget.tile_size.value = False, 100
+app = QApplication.instance()
+
+def run(cancel):
+    os.utime(sys.argv[1])  # a changed file: every run loads the model again
+    widget.run()
+    if cancel:
+        widget.worker.yielded.connect(lambda _: widget.cancel())
+    while widget.worker is not None:
+        app.processEvents()
+        time.sleep(0.01)
+    print("status:", widget.status.value.split(":")[0], flush=True)
+
+for _ in range(4):  # TensorFlow in reused pool threads: see _widgets/_thread.py
+    run(cancel=False)
+    run(cancel=True)
+viewer.close()
+"""
+
+
+@pytest.mark.skipif(not os.environ.get("DISPLAY"), reason="needs an X display (Xvfb)")
+def test_repeated_runs_and_cancels_in_a_fresh_napari_do_not_crash(model_files, tmp_path):
+    env = dict(os.environ, XDG_CONFIG_HOME=str(tmp_path), NAPARI_TILED_UNET_MODELS=str(tmp_path))
+    model = tmp_path / "model.keras"
+    model.write_bytes(model_files["random"].read_bytes())
+    done = subprocess.run(
+        [sys.executable, "-c", FRESH_NAPARI_REPEATS, str(model)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = [line[8:] for line in done.stdout.splitlines() if line.startswith("status: ")]
+    assert lines == ["Done", "Cancelled; the viewer is as it was before Run."] * 4, done.stdout

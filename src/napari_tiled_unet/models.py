@@ -3,12 +3,20 @@
 Pure standard library plus the metadata reader of :mod:`napari_tiled_unet.model`; nothing
 here imports TensorFlow, Qt or napari, so the widget can list and describe models (and plan
 tiles for them) before the network is loaded.
+
+Whoever writes a model into the models folder calls :func:`notify_models_changed`; widgets
+that list models subscribe with :func:`connect_models_changed` and re-read the folder, so a
+freshly trained model shows up in every open model list at once.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import types
+import weakref
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -21,11 +29,13 @@ __all__ = [
     "MODEL_SUFFIXES",
     "ModelChoice",
     "bundled_models",
+    "connect_models_changed",
     "describe_metadata",
     "describe_model",
     "find_models",
     "model_choices",
     "models_folder",
+    "notify_models_changed",
     "read_model_metadata",
 ]
 
@@ -165,3 +175,41 @@ def describe_metadata(meta: ModelMetadata) -> str:
     channels = f"{meta.input_channels} channel{'s' if meta.input_channels != 1 else ''}"
     classes = ", ".join(meta.class_names)
     return f"{channels} -> {meta.num_classes} classes ({classes}), depth {meta.depth}"
+
+
+# Listeners of notify_models_changed: bound methods held weakly (a closed widget is forgotten
+# with its object), anything else strongly.
+_listeners: list[Callable[[], Callable[[], None] | None]] = []
+
+
+def connect_models_changed(callback: Callable[[], None]) -> None:
+    """Call ``callback()`` whenever :func:`notify_models_changed` is called.
+
+    Parameters
+    ----------
+    callback : callable
+        Called without arguments, on the thread that notifies (the GUI's main thread).  A
+        bound method is held by a weak reference, so subscribing does not keep a widget
+        alive; other callables are held until the end of the session.
+    """
+    if isinstance(callback, types.MethodType):
+        _listeners.append(weakref.WeakMethod(callback))
+    else:
+        _listeners.append(functools.partial(_strong, callback))
+
+
+def _strong(callback: Callable[[], None]) -> Callable[[], None]:
+    return callback
+
+
+def notify_models_changed() -> None:
+    """Tell every listener that a model file was written to (or removed from) a models folder.
+
+    Call it from the GUI's main thread: listeners update their model lists.
+    """
+    for ref in list(_listeners):
+        callback = ref()
+        if callback is None:
+            _listeners.remove(ref)
+        else:
+            callback()

@@ -16,6 +16,7 @@ from napari.utils.notifications import show_error
 from napari_tiled_unet.outputs import kept_layer_axes
 
 __all__ = [
+    "OUTPUT_IMAGE_ROLES",
     "ROLE",
     "LayerSnapshot",
     "labels_name",
@@ -28,6 +29,8 @@ __all__ = [
 
 #: Key in ``layer.metadata`` that marks the layers this plugin made.
 ROLE = "napari_tiled_unet"
+#: Roles of the image layers this plugin makes: results, not images to segment or train on.
+OUTPUT_IMAGE_ROLES = ("probabilities", "weight map")
 _SPATIAL = ("scale", "translate", "units", "axis_labels", "rotate", "shear", "affine")
 
 
@@ -90,25 +93,42 @@ class LayerSnapshot:
 def show_labels(viewer: Any, name: str, data: np.ndarray, meta: dict[str, Any]) -> LayerSnapshot:
     """Show ``data`` in the labels layer called ``name``, reusing it when it fits.
 
+    A reused layer keeps its data type: napari (0.9) may stop drawing a labels layer
+    whose data changes type, so values are cast to it, and a layer whose type cannot hold
+    them (say, uint8 for 300 objects) is replaced by a new one at the same place.
+
     Returns the snapshot that undoes this (see :meth:`LayerSnapshot.restore`).
     """
     old = _find(viewer, name, Labels)
-    if old is not None and old.ndim == data.ndim:
+    if old is not None and old.ndim == data.ndim and _fits(data, old.data.dtype):
         state = {"data": old.data, **{k: getattr(old, k) for k in _SPATIAL if k in meta}}
         if "affine" in state:
             state["affine"] = old.affine.affine_matrix
-        old.data = data
+        old.data = np.asarray(data).astype(old.data.dtype, copy=False)
         for key, value in meta.items():
             setattr(old, key, value)
         return LayerSnapshot(old, state=state)
     index = -1
-    if old is not None:  # same name, other dimensionality: replace it in place
+    if old is not None:  # same name, other dimensionality or type: replace it in place
         index = viewer.layers.index(old)
         viewer.layers.remove(old)
     layer = viewer.add_labels(data, name=name, metadata={ROLE: "labels"}, **meta)
     if index >= 0:
         viewer.layers.move(viewer.layers.index(layer), index)
     return LayerSnapshot(layer, replaced=old, index=index)
+
+
+def _fits(data: np.ndarray, dtype: np.dtype) -> bool:
+    """Whether every value of ``data`` is representable in the integer type ``dtype``."""
+    data = np.asarray(data)
+    if data.dtype == dtype:
+        return True
+    if not np.issubdtype(dtype, np.integer) or not np.issubdtype(data.dtype, np.integer):
+        return False
+    if data.size == 0:
+        return True
+    info = np.iinfo(dtype)
+    return bool(info.min <= data.min() and data.max() <= info.max)
 
 
 def show_probabilities(

@@ -86,7 +86,9 @@ class LiveRun:
         self.snapshot = show_labels(
             self._viewer,
             labels_name(layer.name),
-            np.zeros(out_shape, np.uint8),
+            # uint16 holds class and instance labels alike, so that the type of the
+            # layer's data stays the same when Output changes (see show_labels).
+            np.zeros(out_shape, np.uint16),
             self._info["spatial"],
         )
         self._view = outputs.canonical_view(self.snapshot.layer.data, layout.output_axes)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +38,9 @@ from napari_tiled_unet._widgets._batch_run import (
     summary_rows,
 )
 from napari_tiled_unet._widgets._layers import labels_name, notify_error, show_labels
+from napari_tiled_unet._widgets._model_picker import ModelPickerMixin
 from napari_tiled_unet._widgets._run import ModelLoaded, model_key
+from napari_tiled_unet._widgets._thread import in_python_thread
 
 if TYPE_CHECKING:
     import napari
@@ -48,7 +51,7 @@ __all__ = ["BatchWidget"]
 _TABLE_INTERVAL = 1.0
 
 
-class BatchWidget(BatchForm):
+class BatchWidget(ModelPickerMixin, BatchForm):
     """Segment every TIFF of a folder (or a glob pattern) into an output folder.
 
     Parameters
@@ -73,7 +76,10 @@ class BatchWidget(BatchForm):
         self._saving = False
         super().__init__()
         self._connect()
-        self._restore(_settings.load_settings(_settings.batch_settings_path(), self._defaults))
+        self._start_settings()
+
+    def _settings_path(self) -> Path:
+        return _settings.batch_settings_path()
 
     def _connect(self) -> None:
         self.model.changed.connect(self._on_model_changed)
@@ -92,43 +98,6 @@ class BatchWidget(BatchForm):
         self.native.destroyed.connect(lambda *_: self._stop.set())
 
     # ------------------------------------------------------------------ models, settings
-    def _model_choices(self, _: Any = None) -> list[tuple[str, str]]:
-        choices = model_files.model_choices(self._extra_models)
-        return choices or [("no model yet: choose a file below", "")]
-
-    def _restore(self, values: dict[str, Any]) -> None:
-        """Show stored (or default) values without writing them back."""
-        self._saving = False
-        try:
-            self.set_persistent_values(values)
-            if values["model"] and Path(values["model"]).is_file():
-                self._add_model(Path(values["model"]))
-            self._on_model_changed()
-        finally:
-            self._saving = True
-
-    def _save(self) -> None:
-        if self._saving:
-            path = _settings.batch_settings_path()
-            _settings.save_settings(self.persistent_values(), path, self._defaults)
-
-    def restore_defaults(self) -> None:
-        """Reset every parameter to its default, and remember the defaults."""
-        self._restore(dict(self._defaults))
-        self._save()
-
-    def _add_model(self, path: Path) -> None:
-        if path not in self._extra_models:
-            self._extra_models.append(path)
-        self.model.reset_choices()
-        if str(path) in self.model.choices:
-            self.model.value = str(path)
-
-    def _on_model_file(self, _: Any = None) -> None:
-        value = self.model_file.value
-        if isinstance(value, Path) and value.is_file():
-            self._add_model(value.resolve())
-
     def _on_model_changed(self, _: Any = None) -> None:
         path = self.model.value
         if not path:
@@ -172,10 +141,13 @@ class BatchWidget(BatchForm):
         self.run_button.enabled, self.cancel_button.enabled = False, True
         loaded = not isinstance(job.model, Path)
         self.status.value = "Running..." if loaded else "Loading the model..."
+        # TensorFlow runs in a Python thread of its own (see _thread); the batch engine
+        # stops on self._stop by itself and returns its summary, so the relay gets its own
+        # event, set only when the relay ends.
         self._worker = create_worker(
-            batch_steps,
-            job,
-            self._stop,
+            in_python_thread,
+            partial(batch_steps, job, self._stop),
+            threading.Event(),
             _start_thread=False,
             _connect={
                 "yielded": self._on_yielded,

@@ -19,13 +19,16 @@ from napari_tiled_unet import outputs
 from napari_tiled_unet._widgets import _settings
 from napari_tiled_unet._widgets._form import OUTPUT_KINDS, SegmentForm
 from napari_tiled_unet._widgets._layers import (
+    OUTPUT_IMAGE_ROLES,
     ROLE,
     notify_error,
     probabilities_name,
+    show_labels,
     show_probabilities,
     spatial_metadata,
 )
 from napari_tiled_unet._widgets._live import LiveRun, RunCallbacks
+from napari_tiled_unet._widgets._model_picker import ModelPickerMixin
 from napari_tiled_unet._widgets._run import Job, ModelLoaded, model_key
 
 if TYPE_CHECKING:
@@ -34,7 +37,7 @@ if TYPE_CHECKING:
 __all__ = ["SegmentWidget"]
 
 
-class SegmentWidget(SegmentForm):
+class SegmentWidget(ModelPickerMixin, SegmentForm):
     """Segment the chosen image layer with a U-Net (overlap-tile), live in the viewer.
 
     Parameters
@@ -42,6 +45,8 @@ class SegmentWidget(SegmentForm):
     napari_viewer : napari.viewer.Viewer
         The viewer whose layers are read and written (napari passes it in).
     """
+
+    _defaults = _settings.SEGMENT_DEFAULTS
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         self._viewer = napari_viewer
@@ -52,7 +57,10 @@ class SegmentWidget(SegmentForm):
         self._saving = False
         super().__init__()
         self._connect()
-        self._restore(_settings.load_settings(_settings.settings_path()))
+        self._start_settings()
+
+    def _settings_path(self) -> Path:
+        return _settings.settings_path()
 
     def _connect(self) -> None:
         self.image.changed.connect(self._guess_axes)
@@ -77,51 +85,15 @@ class SegmentWidget(SegmentForm):
         return [
             (layer.name, layer)
             for layer in self._viewer.layers
-            if isinstance(layer, Image) and layer.metadata.get(ROLE) != "probabilities"
+            if isinstance(layer, Image) and layer.metadata.get(ROLE) not in OUTPUT_IMAGE_ROLES
         ]
-
-    def _model_choices(self, _: Any = None) -> list[tuple[str, str]]:
-        choices = model_files.model_choices(self._extra_models)
-        return choices or [("no model yet: choose a file below", "")]
 
     def _on_layers_changed(self, _: Any = None) -> None:
         self.image.reset_choices()
         if self.image.value is None and self.axes.value:  # the last image is gone
             self._guess_axes()
 
-    def _restore(self, values: dict[str, Any]) -> None:
-        """Show stored (or default) values without writing them back."""
-        self._saving = False
-        try:
-            self.set_persistent_values(values)
-            if values["model"] and Path(values["model"]).is_file():
-                self._add_model(Path(values["model"]))
-            self._on_model_changed()
-        finally:
-            self._saving = True
-
-    def _save(self) -> None:
-        if self._saving:
-            _settings.save_settings(self.persistent_values(), _settings.settings_path())
-
-    def restore_defaults(self) -> None:
-        """Reset every parameter to its default, and remember the defaults."""
-        self._restore(dict(_settings.SEGMENT_DEFAULTS))
-        self._save()
-
-    def _add_model(self, path: Path) -> None:
-        if path not in self._extra_models:
-            self._extra_models.append(path)
-        self.model.reset_choices()
-        if str(path) in self.model.choices:
-            self.model.value = str(path)
-
     # ------------------------------------------------------------------ reactions
-    def _on_model_file(self, _: Any = None) -> None:
-        value = self.model_file.value
-        if isinstance(value, Path) and value.is_file():
-            self._add_model(value.resolve())
-
     def _on_model_changed(self, _: Any = None) -> None:
         path = self.model.value
         if not path:
@@ -309,13 +281,16 @@ class SegmentWidget(SegmentForm):
             return
         if self._live is not None and not force:
             return
-        cache["layer"].data = outputs.labels_from_probabilities(
+        labels = outputs.labels_from_probabilities(
             cache["probabilities"],
             axes=cache["axes"],
             kind=OUTPUT_KINDS[self.output.value],  # type: ignore[arg-type]
             threshold=self.threshold.value,
             min_size=self.min_size.value,
         )
+        # The same layer, with its data type kept (or a new one in its place, see show_labels).
+        layer = show_labels(self._viewer, cache["layer"].name, labels, cache["spatial"]).layer
+        cache["layer"] = layer
 
     def _show_probabilities(self, cache: dict[str, Any]) -> None:
         name = probabilities_name(cache["image"].name)
