@@ -1,14 +1,14 @@
-"""Make the README screenshot: napari with the nuclei sample, the Segment widget and its result.
+"""Make the README screenshots: napari with the nuclei sample and the plugin's widgets.
 
 Usage (from the repository root; starts Xvfb itself when there is no display)::
 
-    python docs/make_screenshots.py [--model MODEL.keras] [--out docs/images/segment_widget.png]
+    python docs/make_screenshots.py [--model MODEL.keras] [--only segment|train]
 
-The model is ``--model``, else the model bundled with the package.  Until a trained model is
-bundled, the script builds ``demo-threshold-unet-untrained.keras``: a U-Net of the paper's
-architecture (depth 4, 16 base filters) whose weights are set by hand, not trained, so that
-it computes a smoothed intensity threshold.  It makes the picture readable; it is no
-example of what a trained U-Net does.  Regenerate the screenshot once a model is bundled.
+``segment_widget.png``: the Segment widget and the instance labels of the model (``--model``,
+else the model bundled with the package).  ``train_widget.png``: the Train widget after a
+short training run on the left half of the sample's ground truth (validated on the right
+half), with its loss plot, the weight map of the labels and the new model listed in Segment.
+Both runs go through the widgets' own buttons, as a user's would.
 """
 
 from __future__ import annotations
@@ -21,17 +21,17 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-DEMO_NAME = "demo-threshold-unet-untrained.keras"
+IMAGES = ROOT / "docs" / "images"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", type=Path, help="model file (default: bundled or demo)")
-    parser.add_argument(
-        "--out", type=Path, default=ROOT / "docs" / "images" / "segment_widget.png"
-    )
+    parser.add_argument("--model", type=Path, help="model file (default: the bundled one)")
+    parser.add_argument("--only", choices=("segment", "train"), help="make one screenshot")
+    parser.add_argument("--out", type=Path, default=IMAGES, help="folder of the PNG files")
     parser.add_argument("--size", default="1500x900", help="window size, WIDTHxHEIGHT")
     return parser.parse_args(argv)
 
@@ -47,43 +47,113 @@ def rerun_under_xvfb() -> None:
     sys.exit(subprocess.call(command))
 
 
-def demo_model(folder: Path) -> Path:
-    """A paper-architecture U-Net with hand-set weights: smoothed intensity > threshold."""
-    import numpy as np
-
-    from napari_tiled_unet import build_unet, save_model
-
-    model = build_unet(depth=4, base_filters=16, seed=0, name="demo_threshold_unet")
-    for layer in model.layers:
-        if layer.get_weights():
-            layer.set_weights([np.zeros_like(w) for w in layer.get_weights()])
-
-    def pass_channel_zero(name: str, kernel: np.ndarray) -> None:
-        weights, bias = model.get_layer(name).get_weights()
-        weights[:, :, 0, 0] = kernel
-        model.get_layer(name).set_weights([weights, bias])
-
-    mean = np.full((3, 3), 1 / 9, np.float32)
-    centre = np.zeros((3, 3), np.float32)
-    centre[1, 1] = 1.0
-    pass_channel_zero("down1_conv1", mean)  # smooth the normalised intensity twice
-    pass_channel_zero("down1_conv2", mean)
-    pass_channel_zero("up1_conv1", centre)  # the skip connection carries it up: channel 0
-    pass_channel_zero("up1_conv2", centre)
-    weights, bias = model.get_layer("classifier").get_weights()
-    weights[0, 0, 0, 1], bias[1] = 20.0, -20.0 * 0.17  # p(foreground) = sigmoid(20 (x - 0.17))
-    model.get_layer("classifier").set_weights([weights, bias])
-    return save_model(model, folder / DEMO_NAME)
-
-
 def choose_model(requested: Path | None, folder: Path) -> Path:
     """The model to show; a chosen file is copied into the (temporary) models folder."""
     from napari_tiled_unet.models import bundled_models
 
     if requested is not None:
         return Path(shutil.copy(requested, folder / requested.name))
-    bundled = bundled_models()
-    return bundled[0] if bundled else demo_model(folder)
+    return bundled_models()[0]
+
+
+def wait(widget: Any, seconds: float = 900) -> None:
+    """Process Qt events until the widget's worker has finished."""
+    from qtpy.QtWidgets import QApplication
+
+    app = QApplication.instance()
+    deadline = time.monotonic() + seconds
+    while widget.worker is not None and time.monotonic() < deadline:
+        app.processEvents()
+        time.sleep(0.02)
+
+
+def settle_and_grab(viewer: Any, out: Path) -> None:
+    """Let the canvas and the docks settle, then save the whole window."""
+    from qtpy.QtWidgets import QApplication
+
+    app = QApplication.instance()
+    for _ in range(20):
+        app.processEvents()
+        time.sleep(0.05)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    viewer.screenshot(str(out), canvas_only=False, flash=False)
+
+
+def new_viewer(size: str) -> Any:
+    """A napari window of ``size`` with the nuclei sample (image and ground truth)."""
+    import napari
+    from napari.settings import get_settings
+
+    # No warning toasts over the canvas (settings live in the temporary config folder).
+    get_settings().application.gui_notification_level = "error"
+    viewer = napari.Viewer(title="napari-tiled-unet")
+    width, height = (int(v) for v in size.split("x"))
+    viewer.window.resize(width, height)
+    viewer.open_sample("napari-tiled-unet", "nuclei2d")
+    return viewer
+
+
+def segment_screenshot(args: argparse.Namespace, model: Path) -> None:
+    viewer = new_viewer(args.size)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-tiled-unet", "Segment")
+    widget.model.reset_choices()
+    widget.model.value = str(model)
+    widget.output.value = "instance labels"
+    widget.min_size.value = 20
+    widget.run_button.clicked.emit()
+    wait(widget)
+    if not widget.status.value.startswith("Done"):
+        sys.exit(f"the run did not finish: {widget.status.value}")
+    viewer.layers.selection.active = viewer.layers["nuclei [unet labels]"]
+    viewer.reset_view()
+    out = args.out / "segment_widget.png"
+    settle_and_grab(viewer, out)
+    print(f"{out} ({model.name}: {widget.status.value})")
+    viewer.close()
+
+
+def train_screenshot(args: argparse.Namespace) -> None:
+    viewer = new_viewer(args.size)
+    image, truth = viewer.layers["nuclei"], viewer.layers["nuclei ground truth"]
+    half = image.data.shape[1] // 2
+    left = viewer.add_image(image.data[:, :half], name="nuclei left")
+    painted = viewer.add_labels(truth.data[:, :half], name="nuclei left labels")
+    right = viewer.add_image(image.data[:, half:], name="nuclei right", translate=(0, half))
+    right_labels = viewer.add_labels(
+        truth.data[:, half:], name="nuclei right labels", translate=(0, half)
+    )
+    for layer in (image, truth, right_labels):
+        layer.visible = False
+    _, segment = viewer.window.add_plugin_dock_widget("napari-tiled-unet", "Segment")
+    dock, widget = viewer.window.add_plugin_dock_widget("napari-tiled-unet", "Train", tabify=True)
+    widget.image.value, widget.labels_layer.value = left, painted
+    widget.add_pair.clicked.emit()
+    widget.val_image.value, widget.val_labels.value = right, right_labels
+    widget.depth.value, widget.base_filters.value = 3, 16
+    widget.steps.value, widget.epochs.value = 100, 10
+    widget.model_name.value, widget.overwrite.value = "nuclei_from_napari", True
+    widget.weight_map_button.clicked.emit()
+    wait(widget)
+    started = time.perf_counter()
+    widget.train_button.clicked.emit()
+    wait(widget)
+    seconds = time.perf_counter() - started
+    if not widget.status.value.startswith("Done"):
+        sys.exit(f"training did not finish: {widget.status.value}")
+    listed = [Path(v).name for v in segment.model.choices if "nuclei_from_napari" in v]
+    segment.image.value = right
+    segment.model.value = next(v for v in segment.model.choices if "nuclei_from_napari" in v)
+    segment.output.value = "instance labels"
+    segment.run_button.clicked.emit()
+    wait(segment)
+    viewer.layers.selection.active = painted
+    viewer.reset_view()
+    dock.raise_()  # the Train tab in front of Segment's
+    out = args.out / "train_widget.png"
+    settle_and_grab(viewer, out)
+    print(f"{out} (training {seconds:.0f} s: {widget.status.value})")
+    print(f"listed in Segment: {listed}; Segment on the right half: {segment.status.value}")
+    viewer.close()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -98,41 +168,13 @@ def main(argv: list[str] | None = None) -> None:
 
     get_keras()
     model = choose_model(args.model, folder)
-
-    import napari
-    from napari.settings import get_settings
-    from qtpy.QtWidgets import QApplication
-
-    # No warning toasts over the canvas (settings live in the temporary config folder).
-    get_settings().application.gui_notification_level = "error"
-    viewer = napari.Viewer(title="napari-tiled-unet")
-    width, height = (int(v) for v in args.size.split("x"))
-    viewer.window.resize(width, height)
-    viewer.open_sample("napari-tiled-unet", "nuclei2d")
-    _, widget = viewer.window.add_plugin_dock_widget("napari-tiled-unet", "Segment")
-    widget.model.reset_choices()
-    widget.model.value = str(model)
-    widget.output.value = "instance labels"
-    widget.min_size.value = 20
-    widget.run()
-    app = QApplication.instance()
-    assert app is not None  # napari.Viewer made it
-    deadline = time.monotonic() + 600
-    while widget.worker is not None and time.monotonic() < deadline:
-        app.processEvents()
-        time.sleep(0.02)
-    if not widget.status.value.startswith("Done"):
-        sys.exit(f"the run did not finish: {widget.status.value}")
-    viewer.layers.selection.active = viewer.layers["nuclei [unet labels]"]
-    viewer.reset_view()
-    for _ in range(20):  # let the canvas and the dock settle before grabbing the window
-        app.processEvents()
-        time.sleep(0.05)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    viewer.screenshot(str(args.out), canvas_only=False, flash=False)
-    print(f"{args.out} ({model.name}: {widget.status.value})")
-    viewer.close()
-    shutil.rmtree(folder, ignore_errors=True)
+    try:
+        if args.only in (None, "segment"):
+            segment_screenshot(args, model)
+        if args.only in (None, "train"):
+            train_screenshot(args)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,10 @@ HEAVY = ("tensorflow", "keras", "napari", "qtpy", "PyQt5", "PySide2", "PySide6",
         "napari_tiled_unet.models",
         "napari_tiled_unet.demo",
         "napari_tiled_unet._widgets._batch_run",
+        "napari_tiled_unet._widgets._train_run",
+        "napari_tiled_unet._widgets._train_thread",
+        "napari_tiled_unet._widgets._thread",
+        "napari_tiled_unet._widgets._model_picker",
     ],
 )
 def test_no_heavy_imports(module):

@@ -48,7 +48,7 @@ def test_contributions_are_module_level_objects():
     manifest = PluginManifest.from_distribution("napari-tiled-unet")
     assert manifest.display_name == "napari-tiled-unet"
     contributions = manifest.contributions
-    assert [w.display_name for w in contributions.widgets or []] == ["Segment", "Batch"]
+    assert [w.display_name for w in contributions.widgets or []] == ["Segment", "Batch", "Train"]
     assert [s.key for s in contributions.sample_data or []] == ["nuclei2d"]
     for command in contributions.commands or []:
         module, _, name = command.python_name.partition(":")
@@ -91,6 +91,9 @@ def test_napari_opens_the_widget_without_importing_tensorflow(tmp_path):
         viewer.open_sample("napari-tiled-unet", "nuclei2d")
         _, widget = viewer.window.add_plugin_dock_widget("napari-tiled-unet", "Segment")
         print(type(widget).__name__, widget.image.value.name, widget.axes.value)
+        for name in ("Batch", "Train"):
+            _, other = viewer.window.add_plugin_dock_widget("napari-tiled-unet", name)
+            print(type(other).__name__)
         print(sorted(m for m in ("tensorflow", "keras") if m in sys.modules))
         viewer.close()
         """
@@ -103,5 +106,10 @@ def test_napari_opens_the_widget_without_importing_tensorflow(tmp_path):
         timeout=300,
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    assert out.stdout.strip().split("\n")[-2:] == ["SegmentWidget nuclei YX", "[]"]
+    assert out.stdout.strip().split("\n")[-4:] == [
+        "SegmentWidget nuclei YX",
+        "BatchWidget",
+        "TrainWidget",
+        "[]",
+    ]
     assert not (tmp_path / "config" / "napari-tiled-unet").exists()  # opening saves nothing

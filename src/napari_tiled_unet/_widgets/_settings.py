@@ -67,7 +67,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "optimizer": "adam",
     "w0": 10.0,
     "sigma": 5.0,
-    "name": "my_unet",
+    "model_name": "my_unet",
 }
 
 

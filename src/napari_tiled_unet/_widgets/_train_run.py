@@ -1,0 +1,266 @@
+"""What the Train widget checks on the main thread and runs in its worker threads.
+
+No Qt, no layers and no TensorFlow here: the widget hands over plain arrays (:class:`Pair`)
+and gets back checked training planes, the model file to write and a :class:`TrainJob`,
+which :func:`~napari_tiled_unet._widgets._train_thread.train_steps` runs; the weight map
+preview is :func:`weight_map_planes`, run in a worker thread.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_tiled_unet import models as model_files
+
+__all__ = [
+    "Pair",
+    "TrainJob",
+    "describe_progress",
+    "duration",
+    "model_target",
+    "parse_learning_rate",
+    "training_planes",
+    "weight_map_planes",
+]
+
+# Characters that are unsafe in a file name on some system, and path separators.
+_UNSAFE = re.compile(r'[<>:"/\\|?*\x00-\x1f]')
+
+
+@dataclass(frozen=True)
+class Pair:
+    """An image layer's data and the labels drawn on it, as the widget found them.
+
+    Attributes
+    ----------
+    image_name, labels_name : str
+        Layer names, for messages.
+    image : array-like
+        ``(..., Y, X)`` or, when ``rgb``, ``(..., Y, X, C)``; leading axes are planes.
+    labels : array-like
+        ``(..., Y, X)`` instance labels with the image's planes.
+    rgb : bool
+        Whether the image's last axis is colour.
+    """
+
+    image_name: str
+    image: Any
+    labels_name: str
+    labels: Any
+    rgb: bool = False
+
+
+def _checked_labels(pair: Pair) -> np.ndarray:
+    labels = np.asarray(pair.labels)
+    if labels.dtype.kind not in "iu":
+        raise ValueError(
+            f"the labels {pair.labels_name!r} are not integers ({labels.dtype}); "
+            "train on a Labels layer with one whole number per object"
+        )
+    if labels.size and labels.min() < 0:
+        raise ValueError(
+            f"the labels {pair.labels_name!r} hold negative values; use 0 for background "
+            "and a positive number per object"
+        )
+    return labels
+
+
+def _pair_planes(pair: Pair) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Split one pair into 2D planes, keeping the planes with at least one object."""
+    labels = _checked_labels(pair)
+    image = np.asarray(pair.image)
+    spatial = image.shape[:-1] if pair.rgb else image.shape
+    if image.ndim < (3 if pair.rgb else 2) or tuple(spatial) != labels.shape:
+        raise ValueError(
+            f"the labels {pair.labels_name!r} have shape {labels.shape} but the image "
+            f"{pair.image_name!r} has {tuple(spatial)}; paint the labels on a layer of the "
+            "image's size (Layers > New Labels Layer with the image selected)"
+        )
+    yx = labels.shape[-2:]
+    flat_labels = labels.reshape(-1, *yx)
+    flat_images = image.reshape(-1, *image.shape[labels.ndim - 2 :])
+    keep = [i for i, plane in enumerate(flat_labels) if plane.any()]
+    return [flat_images[i] for i in keep], [flat_labels[i] for i in keep]
+
+
+def training_planes(pairs: list[Pair], *, role: str = "training") -> tuple[list, list]:
+    """Return the labelled 2D planes of every pair: the images and their labels.
+
+    A stack is trained plane by plane; planes without any object are left out (not yet
+    annotated).
+
+    Parameters
+    ----------
+    pairs : list of Pair
+        One or more image / labels pairs.
+    role : str
+        "training" or "validation", for messages.
+
+    Returns
+    -------
+    images, labels : list of ndarray
+        ``(Y, X)`` or ``(Y, X, C)`` images and their ``(Y, X)`` labels.
+
+    Raises
+    ------
+    ValueError
+        No pairs, labels that are not whole non-negative numbers, shapes that differ, or no
+        object in any plane.
+    """
+    if not pairs:
+        raise ValueError(f"there is no {role} data; choose an image and the labels painted on it")
+    images: list[np.ndarray] = []
+    labels: list[np.ndarray] = []
+    for pair in pairs:
+        more_images, more_labels = _pair_planes(pair)
+        images += more_images
+        labels += more_labels
+    if not labels:
+        names = ", ".join(repr(pair.labels_name) for pair in pairs)
+        raise ValueError(f"the {role} labels {names} are empty; paint some objects first")
+    return images, labels
+
+
+def model_target(name: str, *, overwrite: bool, folder: Path | None = None) -> Path:
+    """Return the file a model called ``name`` is saved as, in the user models folder.
+
+    Raises
+    ------
+    ValueError
+        An empty name, one with characters that do not belong in a file name, or an
+        existing file when ``overwrite`` is False.
+    """
+    stem = name.strip()
+    stem = stem[: -len(".keras")] if stem.lower().endswith(".keras") else stem
+    if not stem:
+        raise ValueError("the model has no name; type one under Name")
+    if _UNSAFE.search(stem) or stem.startswith("."):
+        raise ValueError(
+            f"the name {stem!r} does not work as a file name; use letters, digits, spaces, "
+            "'-' and '_'"
+        )
+    path = (folder or model_files.models_folder()) / f"{stem}.keras"
+    if path.exists() and not overwrite:
+        raise ValueError(
+            f"a model called {path.name!r} exists already; choose another name or tick "
+            "'Replace it'"
+        )
+    return path
+
+
+def parse_learning_rate(text: str) -> float | None:
+    """Return the learning rate typed by the user, None for the optimiser's default.
+
+    Raises
+    ------
+    ValueError
+        Text that is not a positive number.
+    """
+    text = text.strip().lower()
+    if text in ("", "auto", "default"):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(
+            f"the learning rate {text!r} is not a positive number; type e.g. 1e-4, or leave "
+            "it empty for the optimiser's default"
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """Everything a training run needs, checked on the main thread before it starts.
+
+    Attributes
+    ----------
+    images, labels : list of ndarray
+        Training planes (see :func:`training_planes`).
+    val_images, val_labels : list of ndarray
+        Validation planes (may be empty).
+    target : pathlib.Path
+        The ``.keras`` file written after every improvement and at the end.
+    settings : dict
+        Keyword arguments of :class:`~napari_tiled_unet.train.config.TrainConfig`: the
+        network's shape for a new model, the training schedule in any case.
+    init : pathlib.Path, optional
+        The model to fine-tune; its shape (and recorded settings) replace ``settings``'
+        shape, see :meth:`~napari_tiled_unet.train.config.TrainConfig.for_model`.
+    """
+
+    images: list[np.ndarray]
+    labels: list[np.ndarray]
+    target: Path
+    settings: dict[str, Any]
+    val_images: list[np.ndarray] = field(default_factory=list)
+    val_labels: list[np.ndarray] = field(default_factory=list)
+    init: Path | None = None
+
+    @property
+    def total_steps(self) -> int:
+        """Steps of the whole run."""
+        return int(self.settings["steps_per_epoch"]) * int(self.settings["epochs"])
+
+
+def weight_map_planes(
+    labels: Any, *, n_classes: int, w0: float, sigma: float, name: str = "labels"
+) -> np.ndarray:
+    """Return the paper's loss weight map of every 2D plane of ``labels`` (as training does).
+
+    Parameters
+    ----------
+    labels : array-like of int
+        ``(..., Y, X)`` instance labels.
+    n_classes : {2, 3}
+        Target scheme whose class frequencies are balanced.
+    w0, sigma : float
+        Border term of :func:`~napari_tiled_unet.train.weightmap.weight_map`.
+    name : str
+        The labels layer's name, for messages.
+
+    Returns
+    -------
+    ndarray of float32
+        Same shape as ``labels``.
+    """
+    from napari_tiled_unet.train.weightmap import weight_map
+
+    arr = _checked_labels(Pair("", None, name, labels))
+    planes = arr.reshape(-1, *arr.shape[-2:])
+    out = np.empty(planes.shape, np.float32)
+    for index, plane in enumerate(planes):
+        out[index] = weight_map(plane, w0=w0, sigma=sigma, n_classes=n_classes)
+    return out.reshape(arr.shape)
+
+
+def duration(seconds: float) -> str:
+    """Say a duration the way a person would: ``"45 s"``, ``"1 min 29 s"``, ``"1 h 05 min"``."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def describe_progress(event: Any) -> str:
+    """One status line for a ``TrainProgress`` event: where the run is, losses, time left."""
+    text = f"Epoch {event.epoch}/{event.epochs}, step {event.step}/{event.total_steps}: "
+    text += f"loss {event.loss:.4g}"
+    if event.val_loss is not None:
+        text += f", val loss {event.val_loss:.4g}"
+    if event.val_iou is not None:
+        text += f", val IoU {event.val_iou:.3f}"
+    if event.eta is not None and event.step < event.total_steps:
+        text += f"; about {duration(event.eta)} left"
+    return text + "."
