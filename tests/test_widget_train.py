@@ -298,8 +298,8 @@ def test_pairs_and_stacks_become_training_planes(make_napari_viewer, qtbot, monk
     widget.labels_layer.value = viewer.layers["rgb labels"]
     widget.add_current_pair()
     assert widget.pairs.choices == (
-        (viewer.layers["stack"], viewer.layers["stack labels"]),
-        (viewer.layers["rgb"], viewer.layers["rgb labels"]),
+        (viewer.layers["stack"], viewer.layers["stack labels"], None),
+        (viewer.layers["rgb"], viewer.layers["rgb labels"], None),
     )
     assert widget.pairs_info.value == "Trains on 2 pairs."
     assert shown(widget.pairs) and not shown(widget.pairs_info)
@@ -312,7 +312,7 @@ def test_pairs_and_stacks_become_training_planes(make_napari_viewer, qtbot, monk
         **{"w0": 10.0, "sigma": 5.0, "num_classes": 2, "depth": 1, "base_filters": 2},
     }
     assert jobs[-1].init is None and jobs[-1].val_images == []
-    widget.pairs.value = [(viewer.layers["rgb"], viewer.layers["rgb labels"])]
+    widget.pairs.value = [(viewer.layers["rgb"], viewer.layers["rgb labels"], None)]
     widget.remove_pair.clicked.emit()
     assert len(widget.pairs.choices) == 1
     viewer.layers.remove("stack labels")  # a pair whose layer is gone goes too
@@ -411,9 +411,27 @@ def test_checks_without_a_viewer(tmp_path):
     with pytest.raises(ValueError, match="no training data"):
         training_planes([])
     stack = Pair("i", np.stack([image, 0 * image]), "m", np.stack([0 * labels, labels]))
-    planes, targets = training_planes([stack])  # the unlabelled plane is left out
-    assert len(planes) == len(targets) == 1 and planes[0].sum() == 0
+    planes, targets, ignore = training_planes([stack])  # the unlabelled plane is left out
+    assert len(planes) == len(targets) == 1 and planes[0].sum() == 0 and ignore == [None]
     np.testing.assert_array_equal(targets[0], labels)
+    # With a "not annotated" mask: a plane it marks in part is annotated background and
+    # kept, one it covers whole is left out, one it does not touch keeps the old rule.
+    masks = np.zeros((4, *labels.shape), np.uint8)
+    masks[0, :10] = 3  # plane 0: no object, partly "not annotated" -> kept
+    masks[1] = 1  # plane 1: objects, but all "not annotated" -> left out
+    sparse = Pair(
+        "i",
+        np.stack([image] * 4),
+        "m",
+        np.stack([0 * labels, labels, 0 * labels, labels]),
+        ignore=masks,
+    )
+    planes, targets, ignore = training_planes([sparse])
+    assert len(planes) == 2 and not targets[0].any() and (targets[1] == labels).all()
+    assert ignore[0].dtype == bool and ignore[0][:10].all() and not ignore[0][10:].any()
+    assert not ignore[1].any()
+    with pytest.raises(ValueError, match="'not annotated' layer 'x' has shape"):
+        training_planes([Pair("i", image, "m", labels, ignore=masks, ignore_name="x")])
     assert parse_learning_rate(" 1E-4 ") == 1e-4 and parse_learning_rate("") is None
     with pytest.raises(ValueError, match="not a positive number"):
         parse_learning_rate("-1")
@@ -507,3 +525,77 @@ def test_durations_read_like_a_person_says_them():
         "10 min",
         "1 h 05 min",
     ]
+
+
+def test_not_annotated_regions_from_labels_or_shapes(make_napari_viewer, qtbot, monkeypatch):
+    from napari_tiled_unet._widgets import train
+
+    jobs = []
+    monkeypatch.setattr(train, "train_steps", fake_steps(jobs))
+    viewer = make_napari_viewer()
+    image, labels = blobs(3)
+    labels[:, 32:] = 0  # only the left half was annotated
+    viewer.add_image(image, name="cells")
+    viewer.add_labels(labels, name="cells labels")
+    rest = np.zeros(labels.shape, np.uint8)
+    rest[:, 32:] = 1
+    viewer.add_labels(rest, name="not done")
+    viewer.add_shapes([[[0, 32], [0, 63], [63, 63], [63, 32]]], name="box")
+    widget = open_train(viewer)
+    assert [name for name, _ in widget._ignore_choices()] == [
+        "none",
+        "cells labels",
+        "not done",
+        "box",
+    ]
+    widget.image.value = viewer.layers["cells"]
+    widget.labels_layer.value = viewer.layers["cells labels"]
+    widget.ignore_layer.value = viewer.layers["not done"]
+    widget.train()
+    wait(qtbot, widget)
+    (mask,) = jobs[-1].ignore
+    np.testing.assert_array_equal(mask, rest > 0)
+    widget.ignore_layer.value = viewer.layers["box"]
+    widget.add_current_pair()
+    assert widget.pairs.choices[0][2] is viewer.layers["box"]
+    widget.train()
+    wait(qtbot, widget)
+    (mask,) = jobs[-1].ignore
+    assert mask[:, 33:63].all() and not mask[:, :31].any()  # the inside of the box
+    widget.weight_map_button.clicked.emit()
+    qtbot.waitUntil(lambda: "cells labels [weight map]" in viewer.layers, timeout=30_000)
+    weights = viewer.layers["cells labels [weight map]"].data
+    assert (weights[mask] == 0).all() and (weights[~mask] > 0).all()
+    viewer.layers.remove("box")
+    assert widget.pairs.choices == ()  # a pair goes with any of its layers
+    widget.ignore_layer.value = viewer.layers["cells labels"]
+    widget.add_current_pair()
+    assert "cannot mark what is not annotated" in widget.status.value
+
+
+def test_a_tiny_model_trains_with_a_not_annotated_region(tmp_path):
+    from napari_tiled_unet._widgets._train_run import TrainJob
+    from napari_tiled_unet._widgets._train_thread import train_steps
+    from napari_tiled_unet.model.files import load_model
+
+    image, labels = blobs(4)
+    ignore = np.zeros(labels.shape, bool)
+    ignore[:, 40:] = True
+    settings = {"num_classes": 2, "depth": 1, "base_filters": 2}
+    settings.update(steps_per_epoch=2, epochs=1, input_size=44)
+    job = TrainJob(
+        [image],
+        [labels],
+        tmp_path / "m.keras",
+        settings,
+        [image],
+        [labels],
+        None,
+        [ignore],
+        [ignore],
+    )
+    import threading
+
+    events = list(train_steps(job, threading.Event()))
+    assert events[-1].step == 2 and events[-1].val_iou is not None
+    assert load_model(tmp_path / "m.keras").metadata.num_classes == 2

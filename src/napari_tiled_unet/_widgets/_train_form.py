@@ -52,6 +52,7 @@ class TrainForm(Container):
         super().__init__(labels=True, scrollable=True)
         self.image = ComboBox(label="Image", choices=self._image_choices)
         self.labels_layer = ComboBox(label="Labels", choices=self._labels_choices)
+        self.ignore_layer = ComboBox(label="Not annotated", choices=self._ignore_choices)
         self.add_pair = PushButton(text="Add pair")
         self.remove_pair = PushButton(text="Remove")
         self.weight_map_button = PushButton(text="Weight map")
@@ -59,6 +60,7 @@ class TrainForm(Container):
         self.pairs_info = Label(label="")
         self.val_image = ComboBox(label="Val. image", choices=self._val_image_choices)
         self.val_labels = ComboBox(label="Val. labels", choices=self._labels_choices)
+        self.val_ignore = ComboBox(label="Val. not annot.", choices=self._ignore_choices)
         self.start = ComboBox(label="Start from", choices=START_CHOICES)
         self.classes = ComboBox(label="Classes", choices=CLASS_CHOICES)
         self.depth = SpinBox(min=1, max=6)
@@ -86,9 +88,9 @@ class TrainForm(Container):
         self.defaults_button = PushButton(text="Restore defaults")
         self.extend(
             [
-                *(self.image, self.labels_layer),
+                *(self.image, self.labels_layer, self.ignore_layer),
                 _row(self.add_pair, self.remove_pair, self.weight_map_button),
-                *(self.pairs, self.pairs_info, self.val_image, self.val_labels),
+                *(self.pairs, self.pairs_info, self.val_image, self.val_labels, self.val_ignore),
                 *(self.start, self.classes, self.shape_row),
                 *(self.model, self.model_file, self.model_info),
                 _row(self.steps, self.epochs, label="Steps x epochs"),
@@ -129,8 +131,9 @@ class TrainForm(Container):
 
     def _combo_boxes(self) -> tuple[ComboBox, ...]:
         return (
-            *(self.image, self.labels_layer, self.val_image, self.val_labels),
-            *(self.start, self.classes, self.model, self.optimizer),
+            *(self.image, self.labels_layer, self.ignore_layer, self.val_image),
+            *(self.val_labels, self.val_ignore, self.start, self.classes),
+            *(self.model, self.optimizer),
         )
 
     def _image_choices(self, _: Any = None) -> list[tuple[str, Any]]:
@@ -141,6 +144,9 @@ class TrainForm(Container):
 
     def _labels_choices(self, _: Any = None) -> list[tuple[str, Any]]:
         return []
+
+    def _ignore_choices(self, _: Any = None) -> list[tuple[str, Any]]:
+        return [("none", None)]
 
     def _pair_choices(self, _: Any = None) -> list[tuple[str, Any]]:
         return []
@@ -154,13 +160,18 @@ class TrainForm(Container):
             self.image: "An image to train on (2D, RGB, or a stack trained plane by plane).",
             self.labels_layer: "The objects painted on that image: a Labels layer of the image's "
             "size, 0 = background, one number per object. Planes without objects are skipped.",
-            self.add_pair: "Add the Image and Labels above to the training pairs.",
+            self.ignore_layer: "Optional: where the image is not annotated, left out of the "
+            "loss: painted pixels of a Labels layer, or the inside of shapes. Lets you "
+            "annotate part of an image; everything else unpainted is background.",
+            self.add_pair: "Add the Image, Labels and Not annotated above to the training pairs.",
             self.remove_pair: "Remove the selected pairs.",
             self.pairs: "Everything that is trained on; without pairs, the Image and Labels "
             "above.",
             self.val_image: "Optional: an image that is segmented after every epoch to "
             "measure the loss and IoU; the best model by validation loss is kept.",
             self.val_labels: "The objects painted on the validation image.",
+            self.val_ignore: "Optional: where the validation image is not annotated; left "
+            "out of the validation loss and IoU.",
             self.start: "Train a new network, or go on training one (same shape, same "
             "normalisation).",
             self.classes: "2: background and objects (the paper); 3: a border class as "
@@ -209,5 +220,6 @@ class TrainForm(Container):
         for other in (self.model, self.model_file, self.model_info):
             other.visible = not new
         self.val_labels.visible = self.val_image.value is not None
+        self.val_ignore.visible = self.val_image.value is not None
         self.pairs.visible = bool(self.pairs.choices)
         self.pairs_info.visible = not self.pairs.choices  # the list speaks for itself

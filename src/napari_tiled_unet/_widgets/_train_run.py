@@ -47,6 +47,11 @@ class Pair:
         ``(..., Y, X)`` instance labels with the image's planes.
     rgb : bool
         Whether the image's last axis is colour.
+    ignore : array-like, optional
+        ``(..., Y, X)`` like the labels: nonzero where the image is not annotated (loss
+        weight 0 there), None when all of it is.
+    ignore_name : str
+        Name of the layer the mask came from, for messages.
     """
 
     image_name: str
@@ -54,6 +59,8 @@ class Pair:
     labels_name: str
     labels: Any
     rgb: bool = False
+    ignore: Any = None
+    ignore_name: str = ""
 
 
 def _checked_labels(pair: Pair) -> np.ndarray:
@@ -71,8 +78,13 @@ def _checked_labels(pair: Pair) -> np.ndarray:
     return labels
 
 
-def _pair_planes(pair: Pair) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Split one pair into 2D planes, keeping the planes with at least one object."""
+def _pair_planes(pair: Pair) -> tuple[list[np.ndarray], list[np.ndarray], list[Any]]:
+    """Split one pair into 2D planes, keeping the planes that were annotated.
+
+    A plane counts as annotated when it has an object, or when the "not annotated" mask
+    marks part of it (the rest is annotated background); a plane the mask covers whole
+    is left out.
+    """
     labels = _checked_labels(pair)
     image = np.asarray(pair.image)
     spatial = image.shape[:-1] if pair.rgb else image.shape
@@ -85,15 +97,35 @@ def _pair_planes(pair: Pair) -> tuple[list[np.ndarray], list[np.ndarray]]:
     yx = labels.shape[-2:]
     flat_labels = labels.reshape(-1, *yx)
     flat_images = image.reshape(-1, *image.shape[labels.ndim - 2 :])
-    keep = [i for i, plane in enumerate(flat_labels) if plane.any()]
-    return [flat_images[i] for i in keep], [flat_labels[i] for i in keep]
+    if pair.ignore is None:
+        keep = [i for i, plane in enumerate(flat_labels) if plane.any()]
+        return [flat_images[i] for i in keep], [flat_labels[i] for i in keep], [None] * len(keep)
+    ignore = np.asarray(pair.ignore)
+    if ignore.shape != labels.shape:
+        raise ValueError(
+            f"the 'not annotated' layer {pair.ignore_name!r} has shape {ignore.shape} but "
+            f"the labels {pair.labels_name!r} have {labels.shape}; paint it over the same "
+            "image (a Labels layer of the image's size, or shapes drawn on it)"
+        )
+    flat_ignore = (ignore != 0).reshape(-1, *yx)
+    keep = [
+        i
+        for i, (plane, masked) in enumerate(zip(flat_labels, flat_ignore))
+        if not masked.all() and (plane.any() or masked.any())
+    ]
+    return (
+        [flat_images[i] for i in keep],
+        [flat_labels[i] for i in keep],
+        [flat_ignore[i] for i in keep],
+    )
 
 
-def training_planes(pairs: list[Pair], *, role: str = "training") -> tuple[list, list]:
-    """Return the labelled 2D planes of every pair: the images and their labels.
+def training_planes(pairs: list[Pair], *, role: str = "training") -> tuple[list, list, list]:
+    """Return the annotated 2D planes of every pair: images, labels and ignore masks.
 
     A stack is trained plane by plane; planes without any object are left out (not yet
-    annotated).
+    annotated) unless a "not annotated" mask marks part of them, and planes the mask
+    covers whole are left out too.
 
     Parameters
     ----------
@@ -104,27 +136,30 @@ def training_planes(pairs: list[Pair], *, role: str = "training") -> tuple[list,
 
     Returns
     -------
-    images, labels : list of ndarray
-        ``(Y, X)`` or ``(Y, X, C)`` images and their ``(Y, X)`` labels.
+    images, labels, ignore : list
+        ``(Y, X)`` or ``(Y, X, C)`` images, their ``(Y, X)`` labels, and per plane a
+        boolean ``(Y, X)`` mask (True = not annotated) or None.
 
     Raises
     ------
     ValueError
-        No pairs, labels that are not whole non-negative numbers, shapes that differ, or no
-        object in any plane.
+        No pairs, labels that are not whole non-negative numbers, shapes that differ, or
+        nothing annotated in any plane.
     """
     if not pairs:
         raise ValueError(f"there is no {role} data; choose an image and the labels painted on it")
     images: list[np.ndarray] = []
     labels: list[np.ndarray] = []
+    ignore: list[Any] = []
     for pair in pairs:
-        more_images, more_labels = _pair_planes(pair)
+        more_images, more_labels, more_ignore = _pair_planes(pair)
         images += more_images
         labels += more_labels
+        ignore += more_ignore
     if not labels:
         names = ", ".join(repr(pair.labels_name) for pair in pairs)
         raise ValueError(f"the {role} labels {names} are empty; paint some objects first")
-    return images, labels
+    return images, labels, ignore
 
 
 def model_target(name: str, *, overwrite: bool, folder: Path | None = None) -> Path:
@@ -187,6 +222,8 @@ class TrainJob:
         Training planes (see :func:`training_planes`).
     val_images, val_labels : list of ndarray
         Validation planes (may be empty).
+    ignore, val_ignore : list of (ndarray of bool or None)
+        Per plane, True where not annotated (loss weight 0); empty when all is annotated.
     target : pathlib.Path
         The ``.keras`` file written after every improvement and at the end.
     settings : dict
@@ -204,6 +241,8 @@ class TrainJob:
     val_images: list[np.ndarray] = field(default_factory=list)
     val_labels: list[np.ndarray] = field(default_factory=list)
     init: Path | None = None
+    ignore: list[Any] = field(default_factory=list)
+    val_ignore: list[Any] = field(default_factory=list)
 
     @property
     def total_steps(self) -> int:
@@ -212,7 +251,13 @@ class TrainJob:
 
 
 def weight_map_planes(
-    labels: Any, *, n_classes: int, w0: float, sigma: float, name: str = "labels"
+    labels: Any,
+    *,
+    n_classes: int,
+    w0: float,
+    sigma: float,
+    name: str = "labels",
+    ignore: Any = None,
 ) -> np.ndarray:
     """Return the paper's loss weight map of every 2D plane of ``labels`` (as training does).
 
@@ -226,6 +271,8 @@ def weight_map_planes(
         Border term of :func:`~napari_tiled_unet.train.weightmap.weight_map`.
     name : str
         The labels layer's name, for messages.
+    ignore : array-like, optional
+        Like ``labels``, nonzero where not annotated: weight 0 there, as in training.
 
     Returns
     -------
@@ -236,9 +283,18 @@ def weight_map_planes(
 
     arr = _checked_labels(Pair("", None, name, labels))
     planes = arr.reshape(-1, *arr.shape[-2:])
+    masks: list[Any] = [None] * len(planes)
+    if ignore is not None:
+        mask = np.asarray(ignore) != 0
+        if mask.shape != arr.shape:
+            raise ValueError(
+                f"the 'not annotated' layer has shape {mask.shape} but the labels {name!r} "
+                f"have {arr.shape}; paint it over the same image"
+            )
+        masks = list(mask.reshape(planes.shape))
     out = np.empty(planes.shape, np.float32)
-    for index, plane in enumerate(planes):
-        out[index] = weight_map(plane, w0=w0, sigma=sigma, n_classes=n_classes)
+    for index, (plane, masked) in enumerate(zip(planes, masks)):
+        out[index] = weight_map(plane, w0=w0, sigma=sigma, n_classes=n_classes, ignore=masked)
     return out.reshape(arr.shape)
 
 

@@ -54,6 +54,8 @@ def _train(job: TrainJob) -> Generator[Any, None, Path]:
         job.labels,
         val_images=job.val_images or None,
         val_labels=job.val_labels or None,
+        ignore=job.ignore if any(m is not None for m in job.ignore) else None,
+        val_ignore=job.val_ignore if any(m is not None for m in job.val_ignore) else None,
         init=init,
         checkpoint=job.target,
     )

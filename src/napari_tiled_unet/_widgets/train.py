@@ -16,7 +16,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from napari.layers import Image, Labels
+import numpy as np
+from napari.layers import Image, Labels, Shapes
 from napari.qt.threading import create_worker
 
 from napari_tiled_unet import models as model_files
@@ -47,8 +48,49 @@ def _data(layer: Any) -> Any:
     return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
 
 
-def _pair(image: Any, labels: Any) -> Pair:
-    return Pair(image.name, _data(image), labels.name, _data(labels), bool(image.rgb))
+def _ignore_mask(layer: Any, labels: Any) -> Any:
+    """Return the "not annotated" mask: a Labels layer's painted pixels, or shapes' insides.
+
+    Shapes are drawn in the same data coordinates as the labels; shapes drawn in 2D on a
+    stack mark the same region in every plane.
+    """
+    if layer is None:
+        return None
+    if not isinstance(layer, Shapes):
+        return _data(layer)
+    same_place = np.allclose(layer.scale[-2:], labels.scale[-2:]) and np.allclose(
+        layer.translate[-2:], labels.translate[-2:]
+    )
+    if not same_place:
+        raise ValueError(
+            f"the shapes {layer.name!r} are not placed like the labels {labels.name!r} (other "
+            "scale or position); draw them in a Shapes layer with the image's scale"
+        )
+    shape = _data(labels).shape
+    if layer.ndim == len(shape):
+        return layer.to_labels(labels_shape=shape) != 0
+    if layer.ndim == 2:
+        return np.broadcast_to(layer.to_labels(labels_shape=shape[-2:]) != 0, shape)
+    raise ValueError(
+        f"the shapes {layer.name!r} have {layer.ndim} dimensions but the labels "
+        f"{labels.name!r} have {len(shape)}; draw them on the same image"
+    )
+
+
+def _pair_name(image: Any, labels: Any, ignore: Any = None) -> str:
+    return f"{image.name} + {labels.name}" + ("" if ignore is None else f" - {ignore.name}")
+
+
+def _pair(image: Any, labels: Any, ignore: Any = None) -> Pair:
+    return Pair(
+        image.name,
+        _data(image),
+        labels.name,
+        _data(labels),
+        bool(image.rgb),
+        _ignore_mask(ignore, labels),
+        "" if ignore is None else ignore.name,
+    )
 
 
 class TrainWidget(ModelPickerMixin, TrainForm):
@@ -64,7 +106,7 @@ class TrainWidget(ModelPickerMixin, TrainForm):
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         self._viewer = napari_viewer
-        self._pairs: list[tuple[Any, Any]] = []
+        self._pairs: list[tuple[Any, Any, Any]] = []  # image, labels, not annotated (or None)
         self._extra_models: list[Path] = []
         self._run: TrainingRun | None = None
         self._map_worker: Any = None
@@ -111,15 +153,18 @@ class TrainWidget(ModelPickerMixin, TrainForm):
     def _labels_choices(self, _: Any = None) -> list[tuple[str, Any]]:
         return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Labels)]
 
+    def _ignore_choices(self, _: Any = None) -> list[tuple[str, Any]]:
+        layers = self._viewer.layers
+        return [("none", None), *((x.name, x) for x in layers if isinstance(x, Labels | Shapes))]
+
     def _pair_choices(self, _: Any = None) -> list[tuple[str, Any]]:
-        return [
-            (f"{image.name} + {labels.name}", (image, labels)) for image, labels in self._pairs
-        ]
+        return [(_pair_name(*pair), pair) for pair in self._pairs]
 
     def _on_layers_changed(self, _: Any = None) -> None:
         layers = self._viewer.layers
-        self._pairs = [(i, lab) for i, lab in self._pairs if i in layers and lab in layers]
-        for widget in (self.image, self.labels_layer, self.val_image, self.val_labels, self.pairs):
+        self._pairs = [pair for pair in self._pairs if all(x is None or x in layers for x in pair)]
+        widgets = (self.image, self.labels_layer, self.ignore_layer, self.val_image)
+        for widget in (*widgets, self.val_labels, self.val_ignore, self.pairs):
             widget.reset_choices()
         self._update_pairs_info()
 
@@ -128,17 +173,20 @@ class TrainWidget(ModelPickerMixin, TrainForm):
 
     # ------------------------------------------------------------------ pairs
     def add_current_pair(self) -> None:
-        """Add the chosen Image and Labels to the training pairs, if they fit together."""
-        image, labels = self.image.value, self.labels_layer.value
+        """Add the chosen Image, Labels and Not annotated to the pairs, if they fit together."""
+        image, labels, ignore = self.image.value, self.labels_layer.value, self.ignore_layer.value
         try:
             if image is None or labels is None:
                 raise ValueError("choose an image and the Labels layer painted on it first")
-            training_planes([_pair(image, labels)])
+            if ignore is labels:
+                raise ValueError("the labels cannot mark what is not annotated as well")
+            training_planes([_pair(image, labels, ignore)])
         except ValueError as exc:
             self.status.value = notify_error(exc)
             return
-        if not any(image is i and labels is lab for i, lab in self._pairs):
-            self._pairs.append((image, labels))
+        new = (image, labels, ignore)
+        if not any(all(a is b for a, b in zip(pair, new)) for pair in self._pairs):
+            self._pairs.append(new)
         self.pairs.reset_choices()
         self._update_pairs_info()
 
@@ -211,23 +259,26 @@ class TrainWidget(ModelPickerMixin, TrainForm):
         self._run.start()
 
     def _prepare(self) -> TrainJob:
-        pairs = self._pairs or [(self.image.value, self.labels_layer.value)]
-        if any(layer is None for pair in pairs for layer in pair):
+        pairs = self._pairs or [
+            (self.image.value, self.labels_layer.value, self.ignore_layer.value)
+        ]
+        if any(layer is None for pair in pairs for layer in pair[:2]):
             raise ValueError(
                 "there is nothing to train on; choose an image and the Labels layer painted "
                 "on it, or add pairs"
             )
-        images, labels = training_planes([_pair(*pair) for pair in pairs])
+        images, labels, ignore = training_planes([_pair(*pair) for pair in pairs])
         val_images: list[Any] = []
         val_labels: list[Any] = []
+        val_ignore: list[Any] = []
         if self.val_image.value is not None:
             if self.val_labels.value is None:
                 raise ValueError(
                     "the validation image has no labels; choose the Labels layer painted on "
                     "it, or set Validation image to none"
                 )
-            val_pair = _pair(self.val_image.value, self.val_labels.value)
-            val_images, val_labels = training_planes([val_pair], role="validation")
+            val_pair = _pair(self.val_image.value, self.val_labels.value, self.val_ignore.value)
+            val_images, val_labels, val_ignore = training_planes([val_pair], role="validation")
         settings = {
             "steps_per_epoch": int(self.steps.value),
             "epochs": int(self.epochs.value),
@@ -242,7 +293,9 @@ class TrainWidget(ModelPickerMixin, TrainForm):
             settings["depth"] = int(self.depth.value)
             settings["base_filters"] = int(self.base_filters.value)
         target = model_target(self.model_name.value, overwrite=self.overwrite.value)
-        return TrainJob(images, labels, target, settings, val_images, val_labels, init)
+        return TrainJob(
+            images, labels, target, settings, val_images, val_labels, init, ignore, val_ignore
+        )
 
     def _init_model(self) -> Path | None:
         """Return the model file to fine-tune, or None for a new model."""
@@ -291,10 +344,17 @@ class TrainWidget(ModelPickerMixin, TrainForm):
             return
         if self._map_worker is not None:
             return
+        try:
+            ignore = None if self.ignore_layer.value is layer else self.ignore_layer.value
+            mask = _ignore_mask(ignore, layer)
+        except ValueError as exc:
+            self.status.value = notify_error(exc)
+            return
         self.weight_map_button.enabled = False
         self._map_worker = create_worker(
             weight_map_planes,
             _data(layer),
+            ignore=mask,
             n_classes=self._weight_classes(),
             w0=float(self.w0.value),
             sigma=float(self.sigma.value),
