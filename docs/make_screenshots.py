@@ -113,7 +113,8 @@ def segment_screenshot(args: argparse.Namespace, model: Path) -> None:
 
 
 def train_screenshot(args: argparse.Namespace) -> None:
-    viewer = new_viewer(args.size)
+    width, height = (int(v) for v in args.size.split("x"))
+    viewer = new_viewer(f"{width}x{height + 140}")  # the form and its plot are tall
     image, truth = viewer.layers["nuclei"], viewer.layers["nuclei ground truth"]
     half = image.data.shape[1] // 2
     left = viewer.add_image(image.data[:, :half], name="nuclei left")
