@@ -51,3 +51,35 @@ def unet2():
 @pytest.fixture
 def unet3():
     return tiny_unet(3, 4)
+
+
+@pytest.fixture
+def user_folders(monkeypatch, tmp_path):
+    """Settings files and models folders of the widgets in ``tmp_path``, nothing bundled.
+
+    Settings: ``settings.json`` (Segment), ``batch.json`` and ``train.json``; user models:
+    ``tmp_path / "models"``.
+    """
+    from napari_tiled_unet import models
+    from napari_tiled_unet._widgets import _settings
+
+    monkeypatch.setattr(_settings, "settings_path", lambda: tmp_path / "settings.json")
+    monkeypatch.setattr(_settings, "batch_settings_path", lambda: tmp_path / "batch.json")
+    monkeypatch.setattr(_settings, "train_settings_path", lambda: tmp_path / "train.json")
+    monkeypatch.setenv(models.MODELS_ENV_VAR, str(tmp_path / "models"))
+    monkeypatch.setattr(models, "BUNDLED_MODELS_DIR", tmp_path / "bundled")
+
+
+@pytest.fixture
+def notes():
+    """The (severity, message) of every napari notification shown during the test."""
+    from napari.utils.notifications import notification_manager
+
+    seen = []
+
+    def collect(note):
+        seen.append((str(note.severity), note.message))
+
+    notification_manager.notification_ready.connect(collect)
+    yield seen
+    notification_manager.notification_ready.disconnect(collect)

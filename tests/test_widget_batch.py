@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_tiled_unet import models, save_model, segment
+from napari_tiled_unet import save_model, segment
 from napari_tiled_unet._batch_events import FileResult, PlaneProgress
 from napari_tiled_unet._widgets import _settings
 from napari_tiled_unet._widgets._batch_run import (
@@ -27,7 +27,7 @@ from napari_tiled_unet.io import RUN_RECORD
 from napari_tiled_unet.model.files import UNetModel
 from tests.conftest import tiny_unet
 
-pytestmark = pytest.mark.gui
+pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("user_folders")]
 
 SHAPES = {"a_stack": (3, 48, 40), "b_stack": (2, 40, 56)}
 
@@ -38,28 +38,6 @@ def model_files(tmp_path_factory):
     garbage = folder / "garbage.keras"
     garbage.write_bytes(b"this is not a model")
     return {"tiny": save_model(tiny_unet(2, 4), folder / "tiny.keras"), "garbage": garbage}
-
-
-@pytest.fixture(autouse=True)
-def isolated_user_folders(monkeypatch, tmp_path):
-    """Keep the user's settings file and models folder out of the tests."""
-    monkeypatch.setattr(_settings, "batch_settings_path", lambda: tmp_path / "batch.json")
-    monkeypatch.setenv(models.MODELS_ENV_VAR, str(tmp_path / "models"))
-    monkeypatch.setattr(models, "BUNDLED_MODELS_DIR", tmp_path / "bundled")
-
-
-@pytest.fixture
-def notes():
-    from napari.utils.notifications import notification_manager
-
-    seen = []
-
-    def collect(note):
-        seen.append((str(note.severity), note.message))
-
-    notification_manager.notification_ready.connect(collect)
-    yield seen
-    notification_manager.notification_ready.disconnect(collect)
 
 
 def write_inputs(folder, shapes=SHAPES):

@@ -20,7 +20,7 @@ from napari_tiled_unet.model.builder import build_unet
 from napari_tiled_unet.model.files import UNetModel, load_model
 from tests.conftest import tiny_unet
 
-pytestmark = pytest.mark.gui
+pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("user_folders")]
 
 
 @pytest.fixture(scope="module")
@@ -37,28 +37,6 @@ def model_files(tmp_path_factory):
     }
     files["garbage"].write_bytes(b"this is not a model")
     return files
-
-
-@pytest.fixture(autouse=True)
-def isolated_user_folders(monkeypatch, tmp_path):
-    """Keep the user's settings file and models folder out of the tests."""
-    monkeypatch.setattr(_settings, "settings_path", lambda: tmp_path / "settings.json")
-    monkeypatch.setenv(models.MODELS_ENV_VAR, str(tmp_path / "models"))
-    monkeypatch.setattr(models, "BUNDLED_MODELS_DIR", tmp_path / "bundled")
-
-
-@pytest.fixture
-def notes():
-    from napari.utils.notifications import notification_manager
-
-    seen = []
-
-    def collect(note):
-        seen.append((str(note.severity), note.message))
-
-    notification_manager.notification_ready.connect(collect)
-    yield seen
-    notification_manager.notification_ready.disconnect(collect)
 
 
 def open_widget(viewer, model=None):

@@ -31,30 +31,7 @@ from napari_tiled_unet.train import trainer
 from napari_tiled_unet.train.config import TrainProgress
 from napari_tiled_unet.train.weightmap import weight_map
 
-pytestmark = pytest.mark.gui
-
-
-@pytest.fixture(autouse=True)
-def isolated_user_folders(monkeypatch, tmp_path):
-    """Keep the user's settings files and models folder out of the tests."""
-    monkeypatch.setattr(_settings, "settings_path", lambda: tmp_path / "segment.json")
-    monkeypatch.setattr(_settings, "train_settings_path", lambda: tmp_path / "train.json")
-    monkeypatch.setenv(models.MODELS_ENV_VAR, str(tmp_path / "models"))
-    monkeypatch.setattr(models, "BUNDLED_MODELS_DIR", tmp_path / "bundled")
-
-
-@pytest.fixture
-def notes():
-    from napari.utils.notifications import notification_manager
-
-    seen = []
-
-    def collect(note):
-        seen.append((str(note.severity), note.message))
-
-    notification_manager.notification_ready.connect(collect)
-    yield seen
-    notification_manager.notification_ready.disconnect(collect)
+pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("user_folders")]
 
 
 @pytest.fixture
