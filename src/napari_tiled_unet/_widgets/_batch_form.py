@@ -20,10 +20,11 @@ from magicgui.widgets import (
     SpinBox,
     Table,
 )
-from magicgui.widgets.bases import ValueWidget, Widget
-from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QSizePolicy
+from magicgui.widgets.bases import Widget
+from qtpy.QtWidgets import QAbstractItemView, QHeaderView
 
 from napari_tiled_unet import models as model_files
+from napari_tiled_unet._widgets._form_parts import model_file_picker, row, show_values, wrap_labels
 
 __all__ = ["BatchForm", "NORMALIZE_CHOICES", "TABLE_COLUMNS"]
 
@@ -40,12 +41,6 @@ _FIELDS = ("pattern", "axes", "normalize", "probabilities", "probability_dtype",
 _FOLDERS = ("input_folder", "output_folder")
 
 
-def _row(*widgets: ValueWidget, label: str = "") -> Container:
-    row = Container(widgets=list(widgets), layout="horizontal", labels=False, label=label)
-    row.margins = (0, 0, 0, 0)
-    return row
-
-
 class BatchForm(Container):
     """The fields of the Batch widget, with the values that persist between sessions."""
 
@@ -57,11 +52,7 @@ class BatchForm(Container):
             label="Output folder", mode=FileDialogMode.EXISTING_DIRECTORY
         )
         self.model = ComboBox(label="Model", choices=self._model_choices)
-        self.model_file = FileEdit(
-            label="or file",
-            mode=FileDialogMode.EXISTING_FILE,
-            filter="Keras models (*.keras *.h5 *.hdf5)",
-        )
+        self.model_file = model_file_picker()
         self.model_info = Label(label="")
         self.axes = LineEdit(label="Axes")
         self.tile_auto = CheckBox(text="auto", value=True)
@@ -81,11 +72,11 @@ class BatchForm(Container):
             [
                 *(self.input_folder, self.pattern, self.output_folder),
                 *(self.model, self.model_file, self.model_info, self.axes),
-                _row(self.tile_auto, self.tile_size, label="Tile size (px)"),
+                row(self.tile_auto, self.tile_size, label="Tile size (px)"),
                 self.normalize,
-                _row(self.probabilities, self.probability_dtype, label="Probabilities"),
+                row(self.probabilities, self.probability_dtype, label="Probabilities"),
                 self.overwrite,
-                _row(self.run_button, self.cancel_button),
+                row(self.run_button, self.cancel_button),
                 self.status,
                 self._results_box(),
                 self.defaults_button,
@@ -103,10 +94,7 @@ class BatchForm(Container):
     def _style(self) -> None:
         for widget, tip in self._tooltips().items():
             widget.tooltip = tip
-        for label in (self.model_info, self.status, self.summary):
-            # Long messages wrap, over the full width, instead of widening the dock.
-            label.native.setWordWrap(True)
-            label.native.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+        wrap_labels(self.model_info, self.status, self.summary)
         self.pattern.native.setPlaceholderText("all files; or *.tif, or /data/exp1/*.tif")
         self.axes.native.setPlaceholderText("from each file")
         table = self.results.native
@@ -167,16 +155,12 @@ class BatchForm(Container):
 
     def set_persistent_values(self, values: dict[str, Any]) -> None:
         """Show stored values; the model is left to the caller, unknown choices are skipped."""
-        for key, value in values.items():
-            if key in _FOLDERS:
+        for key in _FOLDERS:
+            if key in values:
+                value = values[key]
                 folder = getattr(self, key).line_edit
                 folder.value = str(Path(value).expanduser()) if value else ""
-            if key not in _FIELDS:
-                continue
-            widget = getattr(self, key)
-            if isinstance(widget, ComboBox) and value not in widget.choices:
-                continue
-            widget.value = value
+        show_values(self, values, _FIELDS)
         if "tile_size" in values:
             self.tile_auto.value = not values["tile_size"]
             if values["tile_size"]:

@@ -7,12 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from magicgui.types import FileDialogMode
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
     Container,
-    FileEdit,
     FloatSlider,
     FloatSpinBox,
     Label,
@@ -21,9 +19,9 @@ from magicgui.widgets import (
     SpinBox,
 )
 from magicgui.widgets.bases import ValueWidget
-from qtpy.QtWidgets import QSizePolicy
 
 from napari_tiled_unet import models as model_files
+from napari_tiled_unet._widgets._form_parts import model_file_picker, show_values, wrap_labels
 from napari_tiled_unet._widgets._settings import SEGMENT_DEFAULTS
 
 __all__ = ["NORMALIZE_CHOICES", "OUTPUT_KINDS", "STACK_CHOICES", "SegmentForm"]
@@ -43,11 +41,7 @@ class SegmentForm(Container):
         super().__init__(labels=True)
         self.image = ComboBox(label="Image", choices=self._image_choices)
         self.model = ComboBox(label="Model", choices=self._model_choices)
-        self.model_file = FileEdit(
-            label="or file",
-            mode=FileDialogMode.EXISTING_FILE,
-            filter="Keras models (*.keras *.h5 *.hdf5)",
-        )
+        self.model_file = model_file_picker()
         self.model_info = Label(label="")
         self.axes = LineEdit(label="Axes")
         self.stack = ComboBox(label="Stack", choices=STACK_CHOICES)
@@ -88,10 +82,7 @@ class SegmentForm(Container):
         )
         for widget, tip in self._tooltips().items():
             widget.tooltip = tip
-        for label in (self.model_info, self.plan_info, self.status):
-            # Long messages wrap, over the full width, instead of widening the dock.
-            label.native.setWordWrap(True)
-            label.native.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+        wrap_labels(self.model_info, self.plan_info, self.status)
 
     def _image_choices(self, _: Any = None) -> list[tuple[str, Any]]:
         return []
@@ -134,13 +125,7 @@ class SegmentForm(Container):
 
     def set_persistent_values(self, values: dict[str, Any]) -> None:
         """Show stored values; the model is left to the caller, unknown choices are skipped."""
-        for key, value in values.items():
-            widget = getattr(self, key, None)
-            if key not in _FIELDS or widget is None:
-                continue
-            if isinstance(widget, ComboBox) and value not in widget.choices:
-                continue
-            widget.value = value
+        show_values(self, values, _FIELDS)
         if "tile_size" in values:
             self.tile_auto.value = not values["tile_size"]
             if values["tile_size"]:

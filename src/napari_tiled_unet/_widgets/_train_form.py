@@ -7,12 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from magicgui.types import FileDialogMode
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
     Container,
-    FileEdit,
     FloatSpinBox,
     Label,
     LineEdit,
@@ -20,10 +18,10 @@ from magicgui.widgets import (
     Select,
     SpinBox,
 )
-from magicgui.widgets.bases import Widget
-from qtpy.QtWidgets import QComboBox, QSizePolicy
+from qtpy.QtWidgets import QComboBox
 
 from napari_tiled_unet import models as model_files
+from napari_tiled_unet._widgets._form_parts import model_file_picker, row, show_values, wrap_labels
 from napari_tiled_unet._widgets._settings import TRAIN_DEFAULTS
 from napari_tiled_unet._widgets._train_plot import LossPlot
 
@@ -37,12 +35,6 @@ _FIELDS = (
     *("start", "classes", "depth", "base_filters", "steps", "epochs"),
     *("learning_rate", "optimizer", "w0", "sigma", "model_name"),
 )
-
-
-def _row(*widgets: Widget, label: str = "") -> Container:
-    row = Container(widgets=list(widgets), layout="horizontal", labels=False, label=label)
-    row.margins = (0, 0, 0, 0)
-    return row
 
 
 class TrainForm(Container):
@@ -65,13 +57,9 @@ class TrainForm(Container):
         self.classes = ComboBox(label="Classes", choices=CLASS_CHOICES)
         self.depth = SpinBox(min=1, max=6)
         self.base_filters = SpinBox(min=2, max=128)
-        self.shape_row = _row(self.depth, self.base_filters, label="Depth, filters")
+        self.shape_row = row(self.depth, self.base_filters, label="Depth, filters")
         self.model = ComboBox(label="Model", choices=self._model_choices)
-        self.model_file = FileEdit(
-            label="or file",
-            mode=FileDialogMode.EXISTING_FILE,
-            filter="Keras models (*.keras *.h5 *.hdf5)",
-        )
+        self.model_file = model_file_picker()
         self.model_info = Label(label="")
         self.steps = SpinBox(min=1, max=100_000)
         self.epochs = SpinBox(min=1, max=10_000)
@@ -89,15 +77,15 @@ class TrainForm(Container):
         self.extend(
             [
                 *(self.image, self.labels_layer, self.ignore_layer),
-                _row(self.add_pair, self.remove_pair, self.weight_map_button),
+                row(self.add_pair, self.remove_pair, self.weight_map_button),
                 *(self.pairs, self.pairs_info, self.val_image, self.val_labels, self.val_ignore),
                 *(self.start, self.classes, self.shape_row),
                 *(self.model, self.model_file, self.model_info),
-                _row(self.steps, self.epochs, label="Steps x epochs"),
+                row(self.steps, self.epochs, label="Steps x epochs"),
                 *(self.learning_rate, self.optimizer),
-                _row(self.w0, self.sigma, label="Border w0, sigma"),
-                *(_row(self.model_name, self.overwrite, label="Name"), self.target_info),
-                *(_row(self.train_button, self.cancel_button), self.status),
+                row(self.w0, self.sigma, label="Border w0, sigma"),
+                *(row(self.model_name, self.overwrite, label="Name"), self.target_info),
+                *(row(self.train_button, self.cancel_button), self.status),
                 self.defaults_button,
             ]
         )
@@ -108,10 +96,7 @@ class TrainForm(Container):
         self.learning_rate.native.setPlaceholderText("default (Adam 1e-3, SGD 1e-2)")
         for widget, tip in self._tooltips().items():
             widget.tooltip = tip
-        for label in (self.pairs_info, self.model_info, self.target_info, self.status):
-            # Long messages wrap, over the full width, instead of widening the dock.
-            label.native.setWordWrap(True)
-            label.native.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+        wrap_labels(self.pairs_info, self.model_info, self.target_info, self.status)
         for box in self._combo_boxes():
             # Long layer, file or choice names do not widen the dock: the boxes elide them.
             box.native.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
@@ -203,13 +188,7 @@ class TrainForm(Container):
 
     def set_persistent_values(self, values: dict[str, Any]) -> None:
         """Show stored values; the model is left to the caller, unknown choices are skipped."""
-        for key, value in values.items():
-            widget = getattr(self, key, None)
-            if key not in _FIELDS or widget is None:
-                continue
-            if isinstance(widget, ComboBox) and value not in widget.choices:
-                continue
-            widget.value = value
+        show_values(self, values, _FIELDS)
         self.update_visibility()
 
     def update_visibility(self) -> None:
