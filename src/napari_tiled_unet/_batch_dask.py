@@ -165,6 +165,7 @@ def _pages(
         batch_size=options.batch_size,
         normalize=options.normalize,
         chunks=side,
+        object_size=job.rescale.object_size if job.rescale.active else "none",
     )
     order = [result.axes.index(a) for a in job.label_axes]
     labels = result.labels.transpose(order)

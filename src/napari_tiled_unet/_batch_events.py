@@ -46,6 +46,10 @@ class BatchOptions:
         class (3 classes), classes otherwise.
     min_size : int
         Instances smaller than this many pixels are dropped.
+    object_size : "auto", "none", float or None
+        Typical object diameter of the inputs in px, as for
+        :func:`~napari_tiled_unet.segment` (None: "auto" for models that record their
+        object size); "auto" estimates it per file.
     """
 
     axes: str | None = None
@@ -59,6 +63,7 @@ class BatchOptions:
     max_plane_bytes: int = 2**30
     output: str = "auto"
     min_size: int = 20
+    object_size: str | float | None = None
 
     def __post_init__(self) -> None:
         if self.output not in ("auto", "classes", "instances"):
@@ -69,6 +74,9 @@ class BatchOptions:
             raise ValueError(
                 f"probability_dtype must be 'float32' or 'float16', got {self.probability_dtype!r}"
             )
+        from napari_tiled_unet.sizing import parse_object_size
+
+        parse_object_size(self.object_size)
         if self.normalize not in ("auto", "percentile", "none"):
             raise ValueError(f"normalize must be auto, percentile or none, got {self.normalize!r}")
 
@@ -115,7 +123,11 @@ class FileResult:
 
 @dataclass(frozen=True)
 class FileStarted:
-    """A file is about to be segmented (``number`` counts from 0 over ``n_files``)."""
+    """A file is about to be segmented (``number`` counts from 0 over ``n_files``).
+
+    ``scale`` says how its planes are resampled to the model's object size, e.g.
+    ``"objects ~45 px -> image scaled x0.44"`` ("" when the model records no size).
+    """
 
     number: int
     n_files: int
@@ -123,6 +135,7 @@ class FileStarted:
     shape: tuple[int, ...]
     axes: str
     n_planes: int
+    scale: str = ""
 
 
 @dataclass(frozen=True)

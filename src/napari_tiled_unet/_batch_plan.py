@@ -10,16 +10,28 @@ and their percentiles are computed exactly in streaming passes.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from napari_tiled_unet._axes import AxesLayout, parse_axes
 from napari_tiled_unet._percentile import blocks_reducer, normalizer_statistics
-from napari_tiled_unet._prepare import Scale, check_channels, resolve_normalizer
+from napari_tiled_unet._prepare import (
+    Scale,
+    check_channels,
+    estimation_planes,
+    resolve_normalizer,
+)
 from napari_tiled_unet.io import PlaneReader, TiffSource
-from napari_tiled_unet.predict import class_labels, iter_plane, normalized_plane, stitch
+from napari_tiled_unet.predict import (
+    class_labels,
+    iter_plane,
+    normalized_plane,
+    rescaled_plane,
+    stitch,
+)
+from napari_tiled_unet.sizing import Rescale, plan_rescale, scaled_shape
 from napari_tiled_unet.tiling import TilePlan, plan_tiles
 
 __all__ = ["FileJob", "Rows", "Tick", "local_pages", "plan_file"]
@@ -73,6 +85,8 @@ class FileJob:
         The input's plane indices (over ``layout.plane_axes``) in output page order.
     streamed : bool
         Whether planes are read and written tile row by tile row.
+    rescale : Rescale
+        How planes are resampled to the model's object size (``plan`` is on that grid).
     """
 
     source: TiffSource
@@ -85,6 +99,7 @@ class FileJob:
     label_dtype: np.dtype
     order: list[tuple[int, ...]]
     streamed: bool
+    rescale: Rescale = field(default_factory=Rescale)
 
     def details(self) -> dict[str, Any]:
         """Return what the run record keeps about the job."""
@@ -98,6 +113,7 @@ class FileJob:
             "tiles_per_plane": plan.n_tiles,
             "normalization": None if self.normalizer is None else self.normalizer.to_dict(),
             "streamed": self.streamed,
+            "object_size": self.rescale.to_dict() | {"summary": self.rescale.describe()},
         }
 
 
@@ -115,8 +131,12 @@ def plan_file(source: TiffSource, unet: Any, options: Any) -> FileJob:
     check_channels(channels, layout, unet)
     if sizes["Y"] < 1 or sizes["X"] < 1:
         raise ValueError(f"the image is empty {source.shape}; check the file")
+    classes = unet.spec.num_classes
+    per_pixel = channels * (4 + source.dtype.itemsize) + classes * 8
+    streamed = sizes["Y"] * sizes["X"] * per_pixel > options.max_plane_bytes
+    rescale = _rescale(source, layout, unet, options, streamed)
     plan = plan_tiles(
-        (sizes["Y"], sizes["X"]),
+        scaled_shape((sizes["Y"], sizes["X"]), rescale.factor),
         unet.spec,
         tile_size=options.tile_size,
         memory_budget=options.memory_budget,
@@ -131,8 +151,6 @@ def plan_file(source: TiffSource, unet: Any, options: Any) -> FileJob:
         tuple(index[plane_axes.index(a)] for a in layout.plane_axes)
         for index in np.ndindex(*counts)
     ]
-    classes = unet.spec.num_classes
-    per_pixel = channels * (4 + source.dtype.itemsize) + classes * 8
     return FileJob(
         source,
         axes,
@@ -143,7 +161,26 @@ def plan_file(source: TiffSource, unet: Any, options: Any) -> FileJob:
         (*counts, sizes["Y"], sizes["X"]),
         np.dtype(np.min_scalar_type(max(classes - 1, 0))),
         order,
-        sizes["Y"] * sizes["X"] * per_pixel > options.max_plane_bytes,
+        streamed,
+        rescale,
+    )
+
+
+def _rescale(
+    source: TiffSource, layout: AxesLayout, unet: Any, options: Any, streamed: bool
+) -> Rescale:
+    """Resampling of this file's planes to the model's object size (estimated per file)."""
+    if streamed:  # planes too large to hold whole are segmented at their own scale
+        if options.object_size not in (None, "none"):
+            raise ValueError(
+                "this file's planes are too large to resample whole; use --object-size none"
+            )
+        return Rescale(model_size=unet.metadata.object_size)
+    counts = tuple(source.shape[layout.axes.index(a)] for a in layout.plane_axes)
+    return plan_rescale(
+        options.object_size,
+        unet.metadata.object_size,
+        lambda: estimation_planes(counts, lambda i: np.asarray(PlaneReader(source, i, layout))),
     )
 
 
@@ -171,6 +208,9 @@ def _whole_plane(
 ) -> Iterator[Tick | Rows]:
     plan = job.plan
     plane = normalized_plane(np.asarray(reader), job.normalizer, scale)
+    if job.rescale.active:
+        yield from _rescaled(job, unet, plane, page, probs)
+        return
     out = np.zeros((*plan.shape, unet.spec.num_classes), np.float32)
     done = 0
     for tiles, outputs in iter_plane(unet, plane, plan):
@@ -180,6 +220,24 @@ def _whole_plane(
             yield Tick(page, done, plan.n_tiles)
     yield Rows(page, 0, class_labels(out), out if probs else None)
     yield Tick(page, done, plan.n_tiles)
+
+
+def _rescaled(
+    job: FileJob, unet: Any, plane: np.ndarray, page: int, probs: bool
+) -> Iterator[Tick | Rows]:
+    plan = job.plan
+    height, width = job.label_shape[-2:]
+    steps = rescaled_plane(unet, plane, plan, (height, width))
+    while True:
+        try:
+            done = next(steps)
+        except StopIteration as finished:
+            out = finished.value
+            break
+        if done < plan.n_tiles:
+            yield Tick(page, done, plan.n_tiles)
+    yield Rows(page, 0, class_labels(out), out if probs else None)
+    yield Tick(page, plan.n_tiles, plan.n_tiles)
 
 
 def _streamed_plane(

@@ -7,19 +7,21 @@ the tiles of one plane; :mod:`napari_tiled_unet.predict` and the batch engine bo
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from napari_tiled_unet._axes import AxesLayout, parse_axes, to_canonical
 from napari_tiled_unet.normalize import PercentileNormalizer, normalizer_from_dict
+from napari_tiled_unet.sizing import Rescale, plan_rescale, scaled_shape
 from napari_tiled_unet.tiling import TilePlan, plan_tiles
 
 __all__ = [
     "Prepared",
     "Scale",
     "check_channels",
+    "estimation_planes",
     "prepare",
     "resolve_model",
     "resolve_normalizer",
@@ -45,7 +47,10 @@ class Prepared:
     normalizer : PercentileNormalizer or None
         Intensity normalisation.
     plan : TilePlan
-        Tile plan of one plane.
+        Tile plan of one plane, on the model's grid (see ``rescale``).
+    rescale : Rescale
+        How planes are resampled to the model's object size (``plan.shape`` is the
+        resampled ``(Y, X)``; results are resampled back to :attr:`image_shape`).
     """
 
     unet: Any
@@ -53,6 +58,12 @@ class Prepared:
     canonical: Any
     normalizer: PercentileNormalizer | None
     plan: TilePlan
+    rescale: Rescale = field(default_factory=Rescale)
+
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        """``(Y, X)`` of the image's planes."""
+        return int(self.canonical.shape[-3]), int(self.canonical.shape[-2])
 
     @property
     def plane_shape(self) -> tuple[int, ...]:
@@ -128,6 +139,7 @@ def prepare(
     memory_budget: int | None = None,
     batch_size: int | None = None,
     normalize: Any = "auto",
+    object_size: Any = None,
 ) -> Prepared:
     """Check ``image`` against ``model`` and plan its tiles (parameters as :func:`segment`)."""
     unet = resolve_model(model)
@@ -136,14 +148,30 @@ def prepare(
     canonical = to_canonical(image, layout)
     check_channels(canonical.shape[-1], layout, unet)
     normalizer = resolve_normalizer(normalize, unet)
+    rescale = plan_rescale(
+        object_size,
+        unet.metadata.object_size,
+        lambda: estimation_planes(canonical.shape[:-3], lambda i: canonical[i]),
+    )
+    shape = (int(canonical.shape[-3]), int(canonical.shape[-2]))
     plan = plan_tiles(
-        (int(canonical.shape[-3]), int(canonical.shape[-2])),
+        scaled_shape(shape, rescale.factor),
         unet.spec,
         tile_size=tile_size,
         memory_budget=memory_budget,
         batch_size=batch_size,
     )
-    return Prepared(unet, layout, canonical, normalizer, plan)
+    return Prepared(unet, layout, canonical, normalizer, plan, rescale)
+
+
+def estimation_planes(plane_shape: tuple[int, ...], read: Any, count: int = 3) -> list[np.ndarray]:
+    """Up to ``count`` evenly spaced ``(Y, X)`` planes (channels averaged) to estimate from.
+
+    ``read(index)`` returns the ``(Y, X, C)`` plane at ``index`` of the leading axes.
+    """
+    indices = list(np.ndindex(*plane_shape))
+    picks = sorted({indices[int(k)] for k in np.linspace(0, len(indices) - 1, count)})
+    return [np.asarray(read(i), dtype=np.float32).mean(axis=-1) for i in picks]
 
 
 def stack_statistics(job: Prepared) -> Scale:

@@ -51,6 +51,8 @@ class TqdmProgress:
             if self._files is None:
                 self._files = self._bar(total=event.n_files, unit="file", position=0)
             self._close_planes()
+            if event.scale and not self.quiet:
+                self._say(f"{event.path.name}: {event.scale}")
             self._planes = self._bar(
                 total=event.n_planes, unit="plane", desc=event.path.name, position=1, leave=False
             )

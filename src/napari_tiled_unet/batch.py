@@ -57,7 +57,15 @@ __all__ = [
 
 
 #: Options that change the numbers in the outputs (``max_plane_bytes`` does not).
-_RECIPE = ("axes", "tile_size", "memory_budget", "batch_size", "normalize", "probability_dtype")
+_RECIPE = (
+    "axes",
+    "tile_size",
+    "memory_budget",
+    "batch_size",
+    "normalize",
+    "probability_dtype",
+    "object_size",
+)
 
 
 @dataclass
@@ -171,7 +179,8 @@ def _segment_file(
     try:
         with TiffSource(path) as source, ExitStack() as stack:
             job = plan_file(source, ctx.unet, ctx.options)
-            yield FileStarted(number, n_files, path, source.shape, job.axes, len(job.order))
+            scale = job.rescale.describe() if job.rescale.model_size else ""
+            yield FileStarted(number, n_files, path, source.shape, job.axes, len(job.order), scale)
             writers = _open_outputs(stack, job, todo, ctx)
             pages = ctx.pages(job)
             stack.callback(getattr(pages, "close", lambda: None))

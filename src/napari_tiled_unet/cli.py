@@ -102,6 +102,15 @@ def add_segment_parser(commands: Any) -> argparse.ArgumentParser:
         help="input normalisation; auto = what the model asks for (example: --normalize none)",
     )
     add(
+        "--object-size",
+        type=_object_size,
+        metavar="auto|none|PX",
+        help="typical object diameter of the inputs in px; images are resampled so that "
+        "their objects match the model's training size, and the results back. auto "
+        "(default for models that record their size, such as the bundled one) estimates it "
+        "per file; none segments at the file's own scale (example: --object-size 60)",
+    )
+    add(
         "--probabilities",
         action="store_true",
         help="also write <stem>_probabilities.tif, classes last (example: --probabilities)",
@@ -281,6 +290,7 @@ def run_segment(args: argparse.Namespace) -> int:
                 overwrite=args.overwrite,
                 output=args.labels_output,
                 min_size=args.min_size,
+                object_size=args.object_size,
             )
             summary = TqdmProgress(quiet=args.quiet).drain(steps)
     except KeyboardInterrupt:
@@ -290,6 +300,19 @@ def run_segment(args: argparse.Namespace) -> int:
     if summary.cancelled:
         return _fail("stopped after the current plane; rerun the same command to resume", 130)
     return 0 if summary.ok else EXIT_FAILED
+
+
+def _object_size(text: str) -> str | float:
+    """``auto``, ``none`` or a diameter in px (argparse type)."""
+    if text.lower() in ("auto", "none"):
+        return text.lower()
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"give auto, none or a diameter in px > 0, not {text!r}")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:

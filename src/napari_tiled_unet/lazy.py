@@ -117,6 +117,68 @@ def _block(
     return out.reshape((1,) * len(plane) + out.shape)
 
 
+def _rescaled_block(
+    block: np.ndarray,
+    *,
+    model: Any,
+    plan: TilePlan,
+    normalizer: Any,
+    shape: tuple[int, int],
+    scales: np.ndarray | None,
+    block_info: Any = None,
+) -> np.ndarray:
+    """Probabilities of one whole plane, resampled to the model's scale and back."""
+    from napari_tiled_unet.predict import rescaled_plane
+
+    plane_index = tuple(start for start, _ in block_info[None]["array-location"][:-3])
+    data = block.reshape(block.shape[-3:])
+    scale = None if scales is None else (scales[plane_index][0], scales[plane_index][1])
+    plane = normalized_plane(data, normalizer, scale)
+    steps = rescaled_plane(get_model(model), plane, plan, shape)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value.reshape(block.shape[:-1] + done.value.shape[-1:])
+
+
+def _rescaled_lazy(model: Any, unet: Any, job: Any, x: Any, chunks: Any) -> SegmentationResult:
+    """Segment lazily images resampled to the model's object size: one task per plane."""
+    from dask.base import tokenize
+
+    height, width = job.image_shape
+    if (
+        chunks is not None
+        or max(height * width, int(np.prod(job.plan.shape))) > WHOLE_PLANE_PIXELS
+    ):
+        raise ValueError(
+            "resampling to the model's object size needs whole planes of at most "
+            f"{WHOLE_PLANE_PIXELS:,} px; pass object_size='none' or resample the image first"
+        )
+    n = len(job.plane_shape)
+    x = x.rechunk((1,) * n + x.shape[n:])
+    scales = None
+    if job.normalizer is not None and job.normalizer.per == "stack":
+        scales = _scales(x, job.normalizer, per_plane=False)
+        scales = np.broadcast_to(scales, (*job.plane_shape, *scales.shape))
+    token = model if isinstance(model, ModelRef) else id(unet)
+    probs = x.map_blocks(
+        _rescaled_block,
+        chunks=(1,) * n + (height, width, unet.spec.num_classes),
+        dtype=np.float32,
+        meta=np.empty((0,) * (n + 3), np.float32),
+        name="unet-rescaled-" + tokenize(x.name, job.plan, job.normalizer, job.rescale, token),
+        model=model if isinstance(model, ModelRef) else unet,
+        plan=job.plan,
+        normalizer=job.normalizer,
+        shape=job.image_shape,
+        scales=scales,
+    )
+    probs = probs.transpose([*job.layout.output_order(), probs.ndim - 1])
+    names = unet.metadata.class_names
+    return SegmentationResult(probs, job.layout.output_axes, names, job.plan, job.rescale)
+
+
 def _dask_reducer(x: Any) -> Any:
     """Make a percentile reducer over the chunks of a dask array."""
     import dask
@@ -199,6 +261,7 @@ def segment_lazy(
     batch_size: int | None = None,
     normalize: Any = "auto",
     chunks: int | tuple[int, int] | None = None,
+    object_size: Any = None,
 ) -> SegmentationResult:
     """Segment lazily: like :func:`~napari_tiled_unet.segment`, with dask arrays as results.
 
@@ -227,10 +290,13 @@ def segment_lazy(
         memory_budget=memory_budget,
         batch_size=batch_size,
         normalize=normalize,
+        object_size=object_size,
     )
     x, plan, n = job.canonical, job.plan, len(job.plane_shape)
     if not hasattr(x, "dask"):
         x = da.from_array(x, chunks=(1,) * n + x.shape[n:])
+    if job.rescale.active:
+        return _rescaled_lazy(model, unet, job, x, chunks)
     alignment = unet.spec.alignment
     ych, xch = _plane_chunks(plan, alignment, chunks)
     whole = len(ych) == 1 and len(xch) == 1

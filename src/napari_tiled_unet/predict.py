@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -22,6 +22,7 @@ from napari_tiled_unet._prepare import (
     stack_statistics,
 )
 from napari_tiled_unet.normalize import PercentileNormalizer
+from napari_tiled_unet.sizing import Rescale, resize
 from napari_tiled_unet.tiling import Tile, TilePlan, cut_tile
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "class_labels",
     "iter_plane",
     "iter_segment",
+    "rescaled_plane",
     "segment",
     "segment_plane",
 ]
@@ -81,13 +83,16 @@ class SegmentationResult:
     class_names : tuple of str
         Names of the classes, in the order of the last axis of ``probabilities``.
     plan : TilePlan
-        The tiling that was used.
+        The tiling that was used (on the model's grid when the image was resampled).
+    rescale : Rescale
+        How the image was resampled to the model's object size (and back).
     """
 
     probabilities: Any
     axes: str
     class_names: tuple[str, ...]
     plan: TilePlan
+    rescale: Rescale = field(default_factory=Rescale)
 
     @property
     def labels(self) -> Any:
@@ -163,6 +168,25 @@ def segment_plane(
     return out
 
 
+def rescaled_plane(
+    unet: Any, plane: np.ndarray, plan: TilePlan, shape: tuple[int, int]
+) -> Generator[int, None, np.ndarray]:
+    """Segment a normalised ``(Y, X, C)`` plane on the model's grid ``plan.shape``.
+
+    The plane is resampled to ``plan.shape``, segmented there with the exact overlap-tile
+    engine, and the probabilities are resampled back to ``shape`` (the plane's own).
+    Yields the number of tiles done after each batch; returns ``(*shape, classes)`` float32.
+    """
+    scaled = resize(plane, plan.shape)
+    out = np.zeros((*plan.shape, unet.spec.num_classes), np.float32)
+    done = 0
+    for tiles, outputs in iter_plane(unet, scaled, plan):
+        stitch(out, tiles, outputs)
+        done += len(tiles)
+        yield done
+    return resize(out, shape)
+
+
 def iter_segment(
     model: Any,
     image: Any,
@@ -172,6 +196,7 @@ def iter_segment(
     memory_budget: int | None = None,
     batch_size: int | None = None,
     normalize: Any = "auto",
+    object_size: Any = None,
     planes: list[tuple[int, ...]] | None = None,
 ) -> Generator[TileProgress, None, SegmentationResult]:
     """Segment ``image`` tile by tile, yielding a :class:`TileProgress` after each batch.
@@ -179,7 +204,8 @@ def iter_segment(
     Same parameters as :func:`segment`, plus ``planes``: indices along the leading axes to
     process (default all; the others stay zero in the result).  Closing the generator at a
     yield (cancelling) stops the work cleanly.  The :class:`SegmentationResult` is the
-    generator's return value (``StopIteration.value``).
+    generator's return value (``StopIteration.value``).  When the image is resampled to
+    the model's object size, a plane's probabilities arrive in one event once it is done.
     """
     job = prepare(
         model,
@@ -189,9 +215,10 @@ def iter_segment(
         memory_budget=memory_budget,
         batch_size=batch_size,
         normalize=normalize,
+        object_size=object_size,
     )
     unet, plan, normalizer = job.unet, job.plan, job.normalizer
-    height, width = plan.shape
+    height, width = job.image_shape
     probs = np.zeros((*job.plane_shape, height, width, unet.spec.num_classes), np.float32)
     todo = list(np.ndindex(*job.plane_shape)) if planes is None else [tuple(p) for p in planes]
     stack_scale = None
@@ -199,6 +226,9 @@ def iter_segment(
         stack_scale = stack_statistics(job)
     for number, index in enumerate(todo):
         plane = normalized_plane(job.canonical[index], normalizer, stack_scale)
+        if job.rescale.active:
+            yield from _rescaled_events(job, plane, probs, index, (number, len(todo)))
+            continue
         done = 0
         for batch, outputs in iter_plane(unet, plane, plan):
             stitch(probs[index], batch, outputs)
@@ -211,7 +241,26 @@ def iter_segment(
                 index, number, len(todo), done, plan.n_tiles, region, probs[index][region]
             )
     probs = np.transpose(probs, [*job.layout.output_order(), probs.ndim - 1])
-    return SegmentationResult(probs, job.layout.output_axes, unet.metadata.class_names, plan)
+    names = unet.metadata.class_names
+    return SegmentationResult(probs, job.layout.output_axes, names, plan, job.rescale)
+
+
+def _rescaled_events(
+    job: Any, plane: np.ndarray, probs: np.ndarray, index: tuple[int, ...], at: tuple[int, int]
+) -> Iterator[TileProgress]:
+    """Progress of one resampled plane: empty regions while it runs, then all of it."""
+    plan, nothing = job.plan, (slice(0, 0), slice(0, 0))
+    steps = rescaled_plane(job.unet, plane, plan, job.image_shape)
+    while True:
+        try:
+            done = next(steps)
+        except StopIteration as finished:
+            probs[index] = finished.value
+            break
+        if done < plan.n_tiles:
+            yield TileProgress(index, *at, done, plan.n_tiles, nothing, probs[index][nothing])
+    whole = (slice(0, job.image_shape[0]), slice(0, job.image_shape[1]))
+    yield TileProgress(index, *at, plan.n_tiles, plan.n_tiles, whole, probs[index])
 
 
 def segment(
@@ -223,6 +272,7 @@ def segment(
     memory_budget: int | None = None,
     batch_size: int | None = None,
     normalize: Any = "auto",
+    object_size: Any = None,
     lazy: bool = False,
     chunks: int | tuple[int, int] | None = None,
 ) -> SegmentationResult:
@@ -254,6 +304,14 @@ def segment(
     normalize : {"auto", "percentile"}, PercentileNormalizer or None
         ``"auto"`` uses the model's stored normalisation (percentile 1 / 99.8 per plane when
         it has none); None feeds the data unchanged (as float32).
+    object_size : "auto", "none", float or None
+        Typical object diameter of the image in pixels.  The image is resampled so that its
+        objects have the size the model was trained at (``model.metadata.object_size``),
+        segmented there with the exact overlap-tile engine, and the probabilities are
+        resampled back to the image's shape.  ``"auto"`` estimates the size from the image
+        (:func:`napari_tiled_unet.sizing.estimate_object_size`), ``"none"`` segments the
+        image as it is.  None (default): ``"auto"`` for models that record their object
+        size, ``"none"`` for the others.  ``result.rescale`` says what was done.
     lazy : bool
         Return dask arrays computed on demand, one plane (or one output chunk of a huge
         plane) at a time, instead of numpy arrays; see :mod:`napari_tiled_unet.lazy`.
@@ -267,7 +325,10 @@ def segment(
         ``.probabilities`` (float32, non-channel axes + classes) and ``.labels``.
     """
     options: dict[str, Any] = dict(
-        tile_size=tile_size, memory_budget=memory_budget, batch_size=batch_size
+        tile_size=tile_size,
+        memory_budget=memory_budget,
+        batch_size=batch_size,
+        object_size=object_size,
     )
     if isinstance(image, (str, os.PathLike)):
         from napari_tiled_unet._zarr import open_zarr

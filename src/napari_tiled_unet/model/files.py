@@ -44,6 +44,9 @@ class ModelMetadata:
         Input ``(Y, X)`` of a model that accepts only one size.
     training : dict, optional
         Free-form record of how the model was trained.
+    object_size : float, optional
+        Typical object diameter (px) of the training labels: images whose objects are
+        larger or smaller are resampled to this scale before segmenting.
     name, description : str
         Shown to users in model lists.
     """
@@ -58,6 +61,7 @@ class ModelMetadata:
     )
     fixed_input_size: tuple[int, int] | None = None
     training: dict[str, Any] | None = None
+    object_size: float | None = None
     name: str = "unet"
     description: str = ""
 
