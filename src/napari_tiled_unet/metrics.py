@@ -234,3 +234,36 @@ def split_rate(pred: np.ndarray, true: np.ndarray, *, connectivity: int | None =
         dominant[a] != 0 and dominant[b] != 0 and dominant[a] != dominant[b] for a, b in pairs
     ]
     return float(np.mean(split))
+
+
+def fragmentation(
+    pred: np.ndarray, true: np.ndarray, *, min_overlap: float = 0.1
+) -> tuple[float, float]:
+    """Over- and under-segmentation rates of instance labels.
+
+    Over-segmentation: the share of true objects of which at least two predicted objects
+    each cover at least ``min_overlap`` of the true object's area (a nucleus shredded into
+    pieces).  Under-segmentation: the share of predicted objects of which at least two
+    true objects each fill at least ``min_overlap`` of the prediction (nuclei merged).
+
+    Returns
+    -------
+    over, under : float
+        In [0, 1]; 0 for empty inputs.
+    """
+    p, t = _check_pair(pred, true)
+    tids, pids, counts = _pair_counts(t, p)
+    t_area = np.bincount(t.ravel())
+    p_area = np.bincount(p.ravel())
+    inside = (tids > 0) & (pids > 0)
+    tids, pids, counts = tids[inside], pids[inside], counts[inside]
+    big_for_true = counts >= min_overlap * t_area[tids]
+    big_for_pred = counts >= min_overlap * p_area[pids]
+    over = np.bincount(tids[big_for_true], minlength=t_area.size)[1:]
+    under = np.bincount(pids[big_for_pred], minlength=p_area.size)[1:]
+    n_true = int((t_area[1:] > 0).sum())
+    n_pred = int((p_area[1:] > 0).sum())
+    return (
+        _ratio(int((over >= 2).sum()), n_true, False),
+        _ratio(int((under >= 2).sum()), n_pred, False),
+    )
