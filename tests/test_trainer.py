@@ -180,6 +180,9 @@ def test_training_learns_a_trivial_problem_and_records_it(tmp_path) -> None:
     assert [h["epoch"] for h in record["history"]] == [1, 2, 3]
     assert record["train_shapes"] == [[64, 64, 1], [64, 64, 1]]
     assert model.metadata.normalization["method"] == "percentile"
+    from napari_tiled_unet.sizing import measure_object_size
+
+    assert model.metadata.object_size == pytest.approx(measure_object_size(list(LABELS)), 0.01)
     labels = segment(model, VAL[0]).labels
     assert np.mean((labels > 0) == (VAL[1] > 0)) > 0.95
 

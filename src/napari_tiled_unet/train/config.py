@@ -76,6 +76,13 @@ class TrainConfig:
     augment : bool
         Flips/rotations, elastic deformation (``elastic_sigma`` px on a ``elastic_grid``
         grid, the paper's 10 px / 3 x 3) and grey-value variation.
+    scale_range : (float, float)
+        With ``augment``: tiles are magnified by a random log-uniform factor in this range
+        (``(1, 1)``: off), so that the model works on objects somewhat larger or smaller
+        than its training objects.
+    appearance : bool
+        With ``augment``: also vary brightness between objects, chromatin speckle,
+        background, blur and noise (:func:`~napari_tiled_unet.train.appearance.appearance_jitter`).
     seed : int
         Seeds weights, tiles, augmentation and drop-out.  Training calls
         ``keras.utils.set_random_seed(seed)``, which also seeds Python's, NumPy's and
@@ -105,6 +112,8 @@ class TrainConfig:
     augment: bool = True
     elastic_sigma: float = 10.0
     elastic_grid: int = 3
+    scale_range: tuple[float, float] = (1.0, 1.0)
+    appearance: bool = False
     seed: int = 0
     validate_every: int = 1
     monitor: Literal["val_loss", "val_iou"] = "val_loss"
@@ -112,6 +121,12 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _check_positive_ints(self)
         _check_choices(self)
+        low, high = (float(v) for v in self.scale_range)
+        if not 0 < low <= high:
+            raise ValueError(
+                f"scale_range must be (low, high) with 0 < low <= high, got {self.scale_range!r}"
+            )
+        object.__setattr__(self, "scale_range", (low, high))
         if self.input_size is None:
             object.__setattr__(self, "input_size", default_input_size(self.depth))
         elif not is_valid_input_size(int(self.input_size), self.depth):

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from napari_tiled_unet.normalize import PercentileNormalizer
+from napari_tiled_unet.train.appearance import appearance_jitter, zoomed_window
 from napari_tiled_unet.train.augment import augment_pair
 from napari_tiled_unet.train.sampling import center_crop, sample_tile
 from napari_tiled_unet.train.targets import check_instances, instance_to_classes
@@ -164,7 +165,11 @@ def _prepare_one(
 
 
 def _sample_one(
-    item: PreparedImage, input_size: int, output_size: int, rng: np.random.Generator
+    item: PreparedImage,
+    input_size: int,
+    output_size: int,
+    rng: np.random.Generator,
+    scale_range: tuple[float, float] = (1.0, 1.0),
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Cut one input-size window of image, classes and weights around a random output."""
     # The output window is uniform over the image; targets and weights are cut at the
@@ -172,6 +177,12 @@ def _sample_one(
     free = [n - output_size for n in item.classes.shape]
     oy, ox = (int(rng.integers(min(0, f), max(0, f) + 1)) for f in free)
     halo = (input_size - output_size) // 2
+    if scale_range != (1.0, 1.0):
+        factor = float(np.exp(rng.uniform(np.log(scale_range[0]), np.log(scale_range[1]))))
+        centre = (oy + output_size // 2, ox + output_size // 2)
+        arrays = (item.image, item.classes, item.weights)
+        image, classes, weights = zoomed_window(arrays, centre, input_size, factor, (1, 0, 1))
+        return image, classes, weights
     image, classes, weights = sample_tile(
         item.image,
         item.classes,
@@ -193,12 +204,18 @@ def sample_batch(
     augment: bool = True,
     elastic_sigma: float = 10.0,
     elastic_grid: int = 3,
+    scale_range: tuple[float, float] = (1.0, 1.0),
+    appearance: bool = False,
+    object_size: float = 20.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Draw one training batch of random, augmented tiles.
 
     Images are picked with probability proportional to their area; each tile's input
     window is cut at ``input_size`` (mirrored beyond the border), augmented together with
     its targets and weights, and the targets/weights centre-cropped to ``output_size``.
+    With ``augment``, ``scale_range`` magnifies each tile by a random log-uniform factor
+    and ``appearance`` adds :func:`~napari_tiled_unet.train.appearance.appearance_jitter`
+    (objects about ``object_size`` px across).
 
     Returns
     -------
@@ -213,12 +230,17 @@ def sample_batch(
     picks = rng.choice(len(prepared), size=batch_size, p=areas / areas.sum())
     xs, ys, ws = [], [], []
     for pick in picks:
-        image, classes, weights = _sample_one(prepared[int(pick)], input_size, output_size, rng)
+        scales = scale_range if augment else (1.0, 1.0)
+        image, classes, weights = _sample_one(
+            prepared[int(pick)], input_size, output_size, rng, scales
+        )
         if augment:
             image, classes, augmented = augment_pair(
                 image, classes, weights, rng=rng, sigma=elastic_sigma, grid=elastic_grid
             )
             weights = augmented if augmented is not None else weights
+        if augment and appearance:
+            image = appearance_jitter(image, classes, rng=rng, object_size=object_size)
         xs.append(image)
         ys.append(center_crop(classes, output_size))
         ws.append(center_crop(weights, output_size))

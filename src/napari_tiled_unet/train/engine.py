@@ -116,7 +116,9 @@ def validate(unet: UNetModel, images: Sequence[PreparedImage]) -> tuple[float, f
     weighted_sum = total_weight = 0.0
     intersection = union = 0
     for item in images:
-        probs = segment(unet, item.image, axes="YXC", normalize=None).probabilities
+        # validation images are already at the model scale
+        result = segment(unet, item.image, axes="YXC", normalize=None, object_size="none")
+        probs = result.probabilities
         weight = float(item.weights.sum())
         loss = weighted_cross_entropy(probs[None], item.classes[None], item.weights[None])
         weighted_sum += float(loss) * weight

@@ -97,9 +97,16 @@ def _prepare(
 
 
 def _metadata(
-    config: TrainConfig, channels: int, normalizer: PercentileNormalizer | None
+    config: TrainConfig,
+    channels: int,
+    normalizer: PercentileNormalizer | None,
+    labels: Sequence[np.ndarray],
 ) -> ModelMetadata:
+    from napari_tiled_unet.sizing import measure_object_size
+
+    size = measure_object_size([np.asarray(item).astype(np.int64) for item in labels])
     return ModelMetadata(
+        object_size=None if size is None else round(size, 2),
         input_channels=channels,
         num_classes=config.num_classes,
         depth=config.depth,
@@ -139,7 +146,7 @@ def _start(config: TrainConfig, data: Data, val: Data, init: Any) -> _Run:
     train, checked = _prepare(config, data, val, normalizer)
     channels = train[0].image.shape[-1]
     model = build_training_model(config, channels, start_model)
-    unet = UNetModel(model, _metadata(config, channels, normalizer))
+    unet = UNetModel(model, _metadata(config, channels, normalizer, data[1]))
     record = _record(config, train, checked, start_model)
     step_fn = make_train_step(model, config)
     rng = np.random.default_rng(config.seed)
@@ -157,6 +164,9 @@ def _train_step(run: _Run) -> float:
         augment=cfg.augment,
         elastic_sigma=cfg.elastic_sigma,
         elastic_grid=cfg.elastic_grid,
+        scale_range=cfg.scale_range,
+        appearance=cfg.appearance,
+        object_size=run.unet.metadata.object_size or 20.0,
     )
     loss = float(run.step_fn(x, y, w))
     run.steps += 1
