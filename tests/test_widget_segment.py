@@ -445,3 +445,36 @@ def test_repeated_runs_and_cancels_in_a_fresh_napari_do_not_crash(model_files, t
     assert done.returncode == 0, done.stderr[-3000:]
     lines = [line[8:] for line in done.stdout.splitlines() if line.startswith("status: ")]
     assert lines == ["Done", "Cancelled; the viewer is as it was before Run."] * 4, done.stdout
+
+
+def test_shows_the_size_estimate_before_run_and_segments_at_the_model_scale(
+    make_napari_viewer, qtbot, tmp_path
+):
+    from dataclasses import replace
+
+    from napari_tiled_unet.model.files import UNetModel
+    from napari_tiled_unet.train.synthetic import NucleiStyle, synthetic_nuclei
+
+    unet = tiny_unet(2, 4, num_classes=3)
+    path = save_model(
+        UNetModel(unet.keras_model, replace(unet.metadata, object_size=20.0)),
+        tmp_path / "sized.keras",
+    )
+    image, _ = synthetic_nuclei((160, 140), 40, rng=np.random.default_rng(0), style=NucleiStyle())
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="big nuclei", scale=(0.3, 0.3))
+    widget = open_widget(viewer, path)
+    assert widget.object_size.value == "auto"
+    info = widget.plan_info.value
+    assert info.startswith("Objects ~") and "-> image scaled x0." in info
+    expected = segment(load_model(path), image)
+    assert f"x{expected.rescale.factor:.2f}" in info
+    run_and_wait(qtbot, widget)
+    labels = viewer.layers["big nuclei [unet labels]"]
+    assert labels.data.shape == (160, 140)
+    np.testing.assert_allclose(labels.scale, (0.3, 0.3))
+    np.testing.assert_array_equal(
+        labels.data > 0, outputs.class_labels(expected.probabilities) > 0
+    )
+    widget.object_size.value = "none"
+    assert widget.plan_info.value.startswith("Object size: not used")

@@ -18,6 +18,7 @@ import numpy as np
 
 from napari_tiled_unet._axes import AxesLayout, parse_axes
 from napari_tiled_unet.postprocess import classes_to_instances
+from napari_tiled_unet.sizing import Rescale, plan_rescale, scaled_shape
 from napari_tiled_unet.tiling import NetworkSpec, TilePlan, plan_tiles
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "live_batch_size",
     "n_planes",
     "plan_for_image",
+    "rescale_for_image",
 ]
 
 OutputKind = Literal["classes", "instances"]
@@ -307,13 +309,18 @@ def plan_for_image(
     spec: NetworkSpec,
     *,
     tile_size: int | None = None,
+    factor: float = 1.0,
 ) -> TilePlan:
     """Plan the tiles of one plane of an image (rounding a tile size silently).
+
+    ``factor`` is the resampling to the model's object size (:func:`rescale_for_image`):
+    the plane is tiled at its resampled size.
 
     The plan itself shows the size actually used, so the warning that
     :func:`napari_tiled_unet.plan_tiles` emits for an invalid size is not repeated.
     """
     size = (int(shape[layout.axes.index("Y")]), int(shape[layout.axes.index("X")]))
+    size = scaled_shape(size, factor)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         return plan_tiles(size, spec, tile_size=tile_size or None)
@@ -352,3 +359,32 @@ def describe_plan(plan: TilePlan, n_planes: int = 1, batch_size: int | None = No
     where = f" per plane x {n_planes} planes" if n_planes > 1 else ""
     size = f"{plan.tile_in[0]} x {plan.tile_in[1]} px"
     return f"{tiles} of {size}{where}; about {_format_bytes(memory)} of memory"
+
+
+def rescale_for_image(
+    data: np.ndarray,
+    layout: AxesLayout,
+    model_size: float | None,
+    object_size: str | float | None,
+    *,
+    plane: tuple[int, ...] | None = None,
+) -> Rescale:
+    """How a run would resample the image to the model's object size (see :func:`segment`).
+
+    ``object_size`` is what the user typed ("auto", "none" or px; None or "auto" mean the
+    default).  With ``plane`` (an index over the plane axes) the size is estimated from
+    that plane only, as a run of the current plane would see it.
+    """
+    from napari_tiled_unet._axes import to_canonical
+    from napari_tiled_unet._prepare import estimation_planes
+
+    canonical = to_canonical(data, layout)
+    if object_size == "auto":
+        object_size = None
+
+    def planes() -> list[np.ndarray]:
+        if plane is not None:
+            return estimation_planes((1,), lambda _: canonical[plane], count=1)
+        return estimation_planes(canonical.shape[:-3], lambda i: canonical[i])
+
+    return plan_rescale(object_size, model_size, planes)

@@ -37,7 +37,15 @@ NORMALIZE_CHOICES = {
 #: Columns of the results table.
 TABLE_COLUMNS = ("file", "status", "message")
 # Persistent values stored as the value of a field of the same name.
-_FIELDS = ("pattern", "axes", "normalize", "probabilities", "probability_dtype", "overwrite")
+_FIELDS = (
+    "pattern",
+    "axes",
+    "normalize",
+    "object_size",
+    "probabilities",
+    "probability_dtype",
+    "overwrite",
+)
 _FOLDERS = ("input_folder", "output_folder")
 
 
@@ -58,6 +66,7 @@ class BatchForm(Container):
         self.tile_auto = CheckBox(text="auto", value=True)
         self.tile_size = SpinBox(min=16, max=8192, step=16, value=572, enabled=False)
         self.normalize = ComboBox(label="Normalize", choices=tuple(NORMALIZE_CHOICES))
+        self.object_size = LineEdit(label="Object size (px)", value="auto")
         self.probabilities = CheckBox(text="write")
         self.probability_dtype = ComboBox(choices=("float32", "float16"))
         self.overwrite = CheckBox(text="Overwrite existing outputs")
@@ -74,6 +83,7 @@ class BatchForm(Container):
                 *(self.model, self.model_file, self.model_info, self.axes),
                 row(self.tile_auto, self.tile_size, label="Tile size (px)"),
                 self.normalize,
+                self.object_size,
                 row(self.probabilities, self.probability_dtype, label="Probabilities"),
                 self.overwrite,
                 row(self.run_button, self.cancel_button),
@@ -128,6 +138,9 @@ class BatchForm(Container):
             "accepts). The result does not depend on it, only speed and memory do.",
             self.normalize: "Intensity scaling before the network; the model's own setting "
             "is right unless you know better.",
+            self.object_size: "Typical object diameter in pixels, 'auto' (estimated per "
+            "file; the run record and the table say what was found) or 'none'. Images are "
+            "resampled to the model's object size and the results back.",
             self.probabilities: "Also write the class probabilities, classes as the last axis.",
             self.probability_dtype: "Pixel type of the probabilities: float16 halves the files.",
             self.overwrite: "Redo files whose outputs exist; otherwise they are skipped, so "

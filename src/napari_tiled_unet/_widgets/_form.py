@@ -31,7 +31,17 @@ STACK_CHOICES = ("current plane", "whole stack")
 #: Output choices shown to users -> :func:`napari_tiled_unet.outputs.labels_from_probabilities`.
 OUTPUT_KINDS = {"class labels": "classes", "instance labels": "instances"}
 # Persistent values stored as the value of a field of the same name.
-_FIELDS = ("stack", "normalize", "low", "high", "output", "threshold", "min_size", "probabilities")
+_FIELDS = (
+    "stack",
+    "normalize",
+    "low",
+    "high",
+    "output",
+    "threshold",
+    "min_size",
+    "probabilities",
+    "object_size",
+)
 
 
 class SegmentForm(Container):
@@ -48,6 +58,7 @@ class SegmentForm(Container):
         self.normalize = ComboBox(label="Normalize", choices=NORMALIZE_CHOICES)
         self.low = FloatSpinBox(label="Low percentile", min=0.0, max=100.0, step=0.1)
         self.high = FloatSpinBox(label="High percentile", min=0.0, max=100.0, step=0.1)
+        self.object_size = LineEdit(label="Object size (px)", value="auto")
         self.tile_auto = CheckBox(text="auto", value=True)
         self.tile_size = SpinBox(min=16, max=8192, step=16, value=572, enabled=False)
         tile_row: list[ValueWidget] = [self.tile_auto, self.tile_size]
@@ -75,6 +86,7 @@ class SegmentForm(Container):
             [
                 *(self.image, self.model, self.model_file, self.model_info),
                 *(self.axes, self.stack, self.normalize, self.low, self.high),
+                self.object_size,
                 *(tiles, self.plan_info),
                 *(self.output, self.threshold, self.min_size, self.probabilities),
                 *(buttons, self.status, self.defaults_button),
@@ -102,6 +114,9 @@ class SegmentForm(Container):
             self.stack: "With a stack: segment only the plane shown, or every plane.",
             self.normalize: "Intensity scaling before the network; the model's own setting "
             "is right unless you know better.",
+            self.object_size: "Typical object diameter in pixels, 'auto' (estimated from "
+            "the image) or 'none'. The image is resampled so that its objects have the size "
+            "the model was trained at, and the results back to the image's pixels.",
             self.tile_auto: "Pick the largest tile that fits in memory (fastest).",
             self.tile_size: "Input size of one tile in pixels (rounded to a size the network "
             "accepts). The result does not depend on it, only speed and memory do.",

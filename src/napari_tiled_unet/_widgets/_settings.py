@@ -37,6 +37,7 @@ SEGMENT_DEFAULTS: dict[str, Any] = {
     "threshold": 0.5,
     "min_size": 0,
     "probabilities": False,
+    "object_size": "auto",
 }
 
 #: Parameters of the Batch widget that persist, with their defaults ("" = not chosen).
@@ -48,6 +49,7 @@ BATCH_DEFAULTS: dict[str, Any] = {
     "axes": "",
     "tile_size": 0,
     "normalize": "as the model was trained",
+    "object_size": "auto",
     "probabilities": False,
     "probability_dtype": "float32",
     "overwrite": False,

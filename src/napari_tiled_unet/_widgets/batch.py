@@ -85,7 +85,13 @@ class BatchWidget(ModelPickerMixin, BatchForm):
         self.model.changed.connect(self._on_model_changed)
         self.model_file.changed.connect(self._on_model_file)
         fields = (self.input_folder, self.pattern, self.output_folder, self.axes)
-        options = (self.tile_auto, self.tile_size, self.normalize, self.probabilities)
+        options = (
+            self.tile_auto,
+            self.tile_size,
+            self.normalize,
+            self.object_size,
+            self.probabilities,
+        )
         for widget in (*fields, *options, self.probability_dtype, self.overwrite):
             widget.changed.connect(self._on_option_changed)
         self.run_button.clicked.connect(self.run)
@@ -179,6 +185,7 @@ class BatchWidget(ModelPickerMixin, BatchForm):
             "axes": self.axes.value.strip().upper() or None,
             "tile_size": self.tile_request or None,
             "normalize": NORMALIZE_CHOICES[self.normalize.value],
+            "object_size": _object_size(self.object_size.value),
             "probabilities": bool(self.probabilities.value),
             "probability_dtype": self.probability_dtype.value,
             "overwrite": bool(self.overwrite.value),
@@ -300,3 +307,11 @@ class BatchWidget(ModelPickerMixin, BatchForm):
             self._viewer.add_image(opened.image, name=opened.name, **opened.image_kwargs)
         show_labels(self._viewer, labels_name(opened.name), opened.labels, opened.labels_kwargs)
         self.status.value = f"Opened {opened.name}."
+
+
+def _object_size(text: str) -> str | float | None:
+    """Read the Object size field as the batch engine takes it (one-line error if unreadable)."""
+    from napari_tiled_unet.sizing import parse_object_size
+
+    value = parse_object_size(text.strip() or None)
+    return None if value == "auto" else value

@@ -55,6 +55,7 @@ class SegmentWidget(ModelPickerMixin, SegmentForm):
         self._cache: dict[str, Any] | None = None
         self._live: LiveRun | None = None
         self._saving = False
+        self._scale_cache: tuple[Any, Any] | None = None
         super().__init__()
         self._connect()
         self._start_settings()
@@ -67,7 +68,15 @@ class SegmentWidget(ModelPickerMixin, SegmentForm):
         self.model.changed.connect(self._on_model_changed)
         self.model_file.changed.connect(self._on_model_file)
         self.axes.changed.connect(self._update_plan)
-        options = (self.stack, self.normalize, self.low, self.high, self.tile_auto, self.tile_size)
+        options = (
+            self.stack,
+            self.normalize,
+            self.low,
+            self.high,
+            self.tile_auto,
+            self.tile_size,
+            self.object_size,
+        )
         for option in options:
             option.changed.connect(self._on_option_changed)
         for output_option in (self.output, self.threshold, self.min_size):
@@ -125,6 +134,32 @@ class SegmentWidget(ModelPickerMixin, SegmentForm):
         meta = model_files.read_model_metadata(path)
         return None if meta is None else meta.spec
 
+    def _model_size(self) -> float | None:
+        """Return the object size the chosen model was trained at (None if it records none)."""
+        path = self.model.value
+        loaded = self._loaded_for(path) if path else None
+        meta = (
+            loaded.metadata
+            if loaded is not None
+            else (model_files.read_model_metadata(path) if path else None)
+        )
+        return None if meta is None else meta.object_size
+
+    def _rescale(self, layer: Any, layout: Any) -> Any:
+        """Return the resampling a run would do (estimated once per image, plane and choice)."""
+        data, axes = _image_data(layer), self.axes.value.strip().upper()
+        plane = None
+        if layout.plane_axes and self.stack.value == "current plane":
+            point = layer.world_to_data(self._viewer.dims.point)
+            plane = outputs.current_plane(axes, data.shape, point)
+        key = (id(data), data.shape, axes, plane, self.object_size.value, self._model_size())
+        if self._scale_cache is None or self._scale_cache[0] != key:
+            rescale = outputs.rescale_for_image(
+                data, layout, key[-1], self.object_size.value.strip() or None, plane=plane
+            )
+            self._scale_cache = (key, rescale)
+        return self._scale_cache[1]
+
     def _guess_axes(self, _: Any = None) -> None:
         layer, spec = self.image.value, self._spec()
         self.axes.value = (
@@ -158,12 +193,17 @@ class SegmentWidget(ModelPickerMixin, SegmentForm):
             if spec is None:
                 self.plan_info.value = "Tiles: shown once the model has been loaded."
                 return
-            plan = outputs.plan_for_image(shape, layout, spec, tile_size=self.tile_request)
+            rescale = self._rescale(layer, layout)
+            plan = outputs.plan_for_image(
+                shape, layout, spec, tile_size=self.tile_request, factor=rescale.factor
+            )
         except ValueError as exc:
             self.plan_info.value = f"\u26a0 {exc}"
             return
         planes = 1 if self.stack.value == "current plane" else outputs.n_planes(shape, layout)
         text = outputs.describe_plan(plan, planes, outputs.live_batch_size(plan))
+        scale = rescale.describe() if rescale.model_size else ""
+        text = f"{scale}. {text}" if scale else text
         self.plan_info.value = text[0].upper() + text[1:]
 
     def _on_output_changed(self, _: Any = None) -> None:
@@ -223,8 +263,13 @@ class SegmentWidget(ModelPickerMixin, SegmentForm):
         layout = outputs.check_image(data.shape, axes, channels, rgb=bool(layer.rgb))
         options: dict[str, Any] = {"axes": axes, "normalize": self._normalizer()}
         options["tile_size"] = self.tile_request or None
+        rescale = self._rescale(layer, layout)
+        # The size shown before Run is the size that runs (not estimated a second time).
+        options["object_size"] = rescale.object_size if rescale.active else "none"
         if spec is not None:
-            plan = outputs.plan_for_image(data.shape, layout, spec, tile_size=self.tile_request)
+            plan = outputs.plan_for_image(
+                data.shape, layout, spec, tile_size=self.tile_request, factor=rescale.factor
+            )
             options["batch_size"] = outputs.live_batch_size(plan)
         if layout.plane_axes and self.stack.value == "current plane":
             point = layer.world_to_data(self._viewer.dims.point)
