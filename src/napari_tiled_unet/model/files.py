@@ -1,7 +1,8 @@
 """Model files: one ``.keras`` file with weights, architecture and our metadata.
 
 The metadata travels as an extra JSON member of the ``.keras`` zip archive, which Keras
-itself ignores, so a file written here still opens with ``keras.saving.load_model``.
+itself ignores, and the architecture uses only built-in Keras layers, so a file written here
+opens with a plain ``keras.saving.load_model`` in any Keras 3, without this package.
 Models made elsewhere (a plain Keras U-Net saved as ``.keras`` or legacy ``.h5``) load too;
 their geometry is read off the layers and checked.
 """
@@ -18,9 +19,17 @@ from typing import Any
 
 import numpy as np
 
+from napari_tiled_unet.model.stock import to_stock_keras
 from napari_tiled_unet.tiling import NetworkSpec
 
-__all__ = ["METADATA_MEMBER", "ModelMetadata", "UNetModel", "load_model", "save_model"]
+__all__ = [
+    "METADATA_MEMBER",
+    "ModelMetadata",
+    "UNetModel",
+    "load_model",
+    "save_model",
+    "to_stock_keras",
+]
 
 #: Name of the metadata member inside the ``.keras`` zip archive.
 METADATA_MEMBER = "napari_tiled_unet.json"
@@ -162,7 +171,9 @@ def save_model(
     """Write ``model`` (weights, architecture and metadata) to one ``.keras`` file.
 
     The file is written under a temporary name in the target folder and renamed when
-    complete, so a failed save never leaves a half-written model.
+    complete, so a failed save never leaves a half-written model.  Custom layers of models
+    from earlier versions are replaced by built-in ones (:func:`to_stock_keras`), so the file
+    loads with plain Keras.
 
     Parameters
     ----------
@@ -192,7 +203,7 @@ def save_model(
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        unet.keras_model.save(tmp)
+        to_stock_keras(unet.keras_model).save(tmp)
         with zipfile.ZipFile(tmp, "a") as archive:
             archive.writestr(METADATA_MEMBER, meta.to_json())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it owner-only; use the usual mode
