@@ -55,6 +55,11 @@ class ModelMetadata:
         Free-form record of how the model was trained.
     name, description : str
         Shown to users in model lists.
+    padded_halo : int, optional
+        Set for a network with padded ("same") convolutions, such as many U-Nets of the
+        BioImage Model Zoo: the px cropped from each side of its output so that tiles fit
+        seamlessly (see :class:`~napari_tiled_unet.tiling.NetworkSpec`).  None for the
+        paper's valid convolutions.
     """
 
     input_channels: int = 1
@@ -69,6 +74,7 @@ class ModelMetadata:
     training: dict[str, Any] | None = None
     name: str = "unet"
     description: str = ""
+    padded_halo: int | None = None
 
     def __post_init__(self) -> None:
         if not self.class_names:
@@ -95,6 +101,7 @@ class ModelMetadata:
             self.input_channels,
             self.num_classes,
             self.fixed_input_size,
+            self.padded_halo,
         )
 
     def to_json(self) -> str:
@@ -137,10 +144,17 @@ class UNetModel:
         return self.metadata.spec
 
     def predict_batch(self, batch: np.ndarray) -> np.ndarray:
-        """Run the network on a ``(B, Y, X, C)`` float32 batch; return float32 probabilities."""
+        """Run the network on a ``(B, Y, X, C)`` float32 batch; return float32 probabilities.
+
+        The output has the size :meth:`NetworkSpec.output_size` gives (a padded network's
+        output is cropped by its halo).
+        """
         if self._call is None:
             self._call = _compiled_call(self.keras_model)
         out = np.asarray(self._call(np.ascontiguousarray(batch, dtype=np.float32)))
+        crop = self.metadata.padded_halo
+        if crop:  # a padded network: drop the border its padding disturbs
+            out = out[:, crop:-crop, crop:-crop]
         if out.shape[-1] == 1:  # a single sigmoid output: foreground probability
             out = np.concatenate([1.0 - out, out], axis=-1)
         return out.astype(np.float32, copy=False)
@@ -225,11 +239,13 @@ def load_model(path: str | os.PathLike[str]) -> UNetModel:
     Loads with ``compile=False`` and Keras safe mode (no arbitrary code from the file).
     A plain Keras U-Net with a fixed input (as in the paper's 572 x 572 network) is moved
     into a fully convolutional twin when its weights fit one, so any tile size works.
+    A bioimage.io package (zip, folder or its yaml) loads its Keras weights with the
+    geometry and preprocessing it describes (see :mod:`napari_tiled_unet.model.zoo`).
 
     Parameters
     ----------
     path : path-like
-        The model file.
+        The model file, or a bioimage.io package.
 
     Returns
     -------
@@ -239,10 +255,15 @@ def load_model(path: str | os.PathLike[str]) -> UNetModel:
     ------
     FileNotFoundError, ValueError
         With one line that says what is wrong with the file.
+    ImportError
+        For a bioimage.io package without the ``bioimageio`` extra installed.
     """
     from napari_tiled_unet.model.inspect import keras_load, metadata_of, read_metadata
+    from napari_tiled_unet.model.zoo import is_bioimageio_source, load_bioimageio_model
 
     path = Path(path)
+    if is_bioimageio_source(path):
+        return load_bioimageio_model(path)
     keras_model = keras_load(path)
     stored = read_metadata(path)
     meta = metadata_of(keras_model, stored, source=path.name)
