@@ -70,15 +70,15 @@ def _package_name(meta: Any, name: str | None) -> str:
     return (text if len(text) >= 5 else f"{text} U-Net")[:128]
 
 
-def _test_input(meta: Any, size: int, image: np.ndarray | None) -> np.ndarray:
-    """Return a raw ``(1, size, size, C)`` float32 test input: an image, the sample, noise."""
+def _test_input(meta: Any, size: tuple[int, int], image: np.ndarray | None) -> np.ndarray:
+    """Return a raw ``(1, Y, X, C)`` float32 test input: an image, the sample, or noise."""
     if image is None and meta.input_channels == 1:
         from napari_tiled_unet.data import nuclei2d
 
         image = nuclei2d()[0]
     if image is None:
         rng = np.random.default_rng(0)
-        image = rng.random((size, size, meta.input_channels), dtype=np.float32) * 255
+        image = rng.random((*size, meta.input_channels), dtype=np.float32) * 255
     image = np.asarray(image, dtype=np.float32)
     if image.ndim == 2:
         image = image[..., None]
@@ -87,9 +87,9 @@ def _test_input(meta: Any, size: int, image: np.ndarray | None) -> np.ndarray:
             f"the test image has shape {image.shape}; give one (Y, X) plane, or (Y, X, C) "
             f"with the model's {meta.input_channels} channels"
         )
-    pad = [(0, max(0, size - image.shape[0])), (0, max(0, size - image.shape[1])), (0, 0)]
+    pad = [(0, max(0, size[0] - image.shape[0])), (0, max(0, size[1] - image.shape[1])), (0, 0)]
     image = np.pad(image, pad, mode="reflect") if any(p[1] for p in pad) else image
-    return np.ascontiguousarray(image[None, :size, :size])
+    return np.ascontiguousarray(image[None, : size[0], : size[1]])
 
 
 def _preprocess(x: np.ndarray, norm: dict[str, Any] | None) -> np.ndarray:
@@ -215,7 +215,9 @@ def _write_weights(unet: Any, folder: Path, onnx: bool) -> dict[str, Any]:
     return weights
 
 
-def _write_tensors(unet: Any, folder: Path, size: int, image: np.ndarray | None) -> None:
+def _write_tensors(
+    unet: Any, folder: Path, size: tuple[int, int], image: np.ndarray | None
+) -> None:
     from napari_tiled_unet.demo import overlay, write_png
     from napari_tiled_unet.predict import class_labels
 
@@ -381,7 +383,7 @@ def export_bioimageio(
     with_onnx = _onnx_available() if onnx is None else onnx
     from napari_tiled_unet.model.geometry import smallest_input_for_output
 
-    size = (meta.fixed_input_size or (smallest_input_for_output(192, meta.depth),))[0]
+    size = meta.fixed_input_size or (smallest_input_for_output(192, meta.depth),) * 2
     package_name = _package_name(meta, name)
     with tempfile.TemporaryDirectory(prefix="napari-tiled-unet-export-") as tmp:
         folder = Path(tmp)

@@ -126,7 +126,11 @@ def _check_tensors(descr: Any) -> None:
 
 def _weights_file(descr: Any, folder: Path) -> Path:
     """Write the Keras weights (keras_v3, else keras_hdf5) of the package into ``folder``."""
-    present = [f for f, entry in descr.weights.model_dump().items() if entry is not None]
+    formats = (
+        *("keras_v3", "keras_hdf5", "tensorflow_saved_model_bundle", "onnx"),
+        *("pytorch_state_dict", "torchscript", "tensorflow_js"),
+    )
+    present = [f for f in formats if getattr(descr.weights, f, None) is not None]
     chosen = next((f for f in _RUNNABLE if f in present), None)
     if chosen is None:
         raise ValueError(
