@@ -32,6 +32,18 @@ def test_help_is_fast_and_imports_nothing_heavy():
     assert wall < 5  # generous for a loaded CI machine; measured ~0.1 s
 
 
+def test_export_help_imports_nothing_heavy():
+    code = (
+        "import sys; from napari_tiled_unet.cli import main\n"
+        "try:\n    main(['export', '--help'])\nexcept SystemExit:\n    pass\n"
+        "print('HEAVY', [m for m in ('tensorflow', 'keras', 'numpy', 'bioimageio') "
+        "if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "--author NAME" in out.stdout and "napari-tiled-unet export" in out.stdout
+    assert "HEAVY []" in out.stdout
+
+
 def test_segment_writes_labels_and_probabilities(tmp_path, model_file):
     rng = np.random.default_rng(0)
     stack = (rng.random((3, 70, 60)) * 4000).astype(np.uint16)

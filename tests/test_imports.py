@@ -3,7 +3,17 @@ import sys
 
 import pytest
 
-HEAVY = ("tensorflow", "keras", "napari", "qtpy", "PyQt5", "PySide2", "PySide6", "PyQt6")
+HEAVY = (
+    "tensorflow",
+    "keras",
+    "napari",
+    "qtpy",
+    "PyQt5",
+    "PySide2",
+    "PySide6",
+    "PyQt6",
+    "bioimageio",
+)
 
 
 @pytest.mark.parametrize(
@@ -32,6 +42,12 @@ HEAVY = ("tensorflow", "keras", "napari", "qtpy", "PyQt5", "PySide2", "PySide6",
         "napari_tiled_unet._widgets._train_thread",
         "napari_tiled_unet._widgets._thread",
         "napari_tiled_unet._widgets._model_picker",
+        "napari_tiled_unet.bioimageio",
+        "napari_tiled_unet.model.zoo",
+        "napari_tiled_unet.model.zoo_import",
+        "napari_tiled_unet.model.receptive",
+        "napari_tiled_unet.model.stock",
+        "napari_tiled_unet._export_cli",
     ],
 )
 def test_no_heavy_imports(module):

@@ -166,8 +166,14 @@ def blocks_reducer(blocks: Callable[[], Sequence[np.ndarray] | object]) -> Reduc
 def normalizer_statistics(
     normalizer: Any, reduce: Reducer, *, dtype: Any, channels: int, count: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Exactly ``normalizer.statistics(data)`` (float32 low and high), data seen in blocks."""
+    """``normalizer.statistics(data)`` (float32 low and high), data seen in blocks.
+
+    Percentiles come out exactly as in memory; a mean and standard deviation up to the
+    rounding of sums taken in another order.
+    """
+    if hasattr(normalizer, "block_sums"):  # mean and standard deviation: one pass of sums
+        return normalizer.from_sums(reduce(normalizer.block_sums))
     values = percentile_stream(
         reduce, dtype=dtype, channels=channels, count=count, q=(normalizer.low, normalizer.high)
     )
-    return values[0].astype(np.float32), values[1].astype(np.float32)
+    return values[0].astype(np.float32), (values[1] + normalizer.eps).astype(np.float32)

@@ -13,7 +13,12 @@ from typing import Any
 import numpy as np
 
 from napari_tiled_unet._axes import AxesLayout, parse_axes, to_canonical
-from napari_tiled_unet.normalize import PercentileNormalizer, normalizer_from_dict
+from napari_tiled_unet.normalize import (
+    MeanStdNormalizer,
+    Normalizer,
+    PercentileNormalizer,
+    normalizer_from_dict,
+)
 from napari_tiled_unet.sizing import Rescale, plan_rescale, scaled_shape
 from napari_tiled_unet.tiling import TilePlan, plan_tiles
 
@@ -44,7 +49,7 @@ class Prepared:
         How the image's axes map onto ``(planes, Y, X, C)``.
     canonical : array-like
         The image viewed as ``(*planes, Y, X, C)`` (lazy arrays stay lazy).
-    normalizer : PercentileNormalizer or None
+    normalizer : PercentileNormalizer, MeanStdNormalizer or None
         Intensity normalisation.
     plan : TilePlan
         Tile plan of one plane, on the model's grid (see ``rescale``).
@@ -56,7 +61,7 @@ class Prepared:
     unet: Any
     layout: AxesLayout
     canonical: Any
-    normalizer: PercentileNormalizer | None
+    normalizer: Normalizer | None
     plan: TilePlan
     rescale: Rescale = field(default_factory=Rescale)
 
@@ -87,11 +92,11 @@ def resolve_model(model: Any) -> Any:
     )
 
 
-def resolve_normalizer(normalize: Any, unet: Any) -> PercentileNormalizer | None:
+def resolve_normalizer(normalize: Any, unet: Any) -> Normalizer | None:
     """Turn ``normalize`` ("auto", "percentile", None/"none" or a normaliser) into one."""
     if normalize is None or normalize == "none":
         return None
-    if isinstance(normalize, PercentileNormalizer):
+    if isinstance(normalize, (PercentileNormalizer, MeanStdNormalizer)):
         return normalize
     if normalize == "auto":
         return normalizer_from_dict(unet.metadata.normalization)

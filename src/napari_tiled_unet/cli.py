@@ -75,8 +75,8 @@ def add_segment_parser(commands: Any) -> argparse.ArgumentParser:
         "--model",
         type=Path,
         metavar="PATH",
-        help="U-Net model file, .keras or .h5; default: the bundled nuclei model "
-        "(example: --model unet.keras)",
+        help="U-Net model file (.keras, .h5) or bioimage.io package (.zip, folder); "
+        "default: the bundled nuclei model (example: --model unet.keras)",
     )
     add(
         "--axes",
@@ -165,18 +165,21 @@ def add_segment_parser(commands: Any) -> argparse.ArgumentParser:
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``napari-tiled-unet`` command."""
     from napari_tiled_unet import __version__
+    from napari_tiled_unet._export_cli import add_export_parser
     from napari_tiled_unet.train.cli import add_train_parser
 
     parser = argparse.ArgumentParser(
         prog="napari-tiled-unet",
         description="Segment microscopy images with the original U-Net "
-        "(valid convolutions, overlap-tile inference), and train it on your own data.",
+        "(valid convolutions, overlap-tile inference), train it on your own data, and share "
+        "it through the BioImage Model Zoo.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_segment_parser(commands)
     add_train_parser(commands)
     add_demo_parser(commands)
+    add_export_parser(commands)
     return parser
 
 
@@ -295,7 +298,7 @@ def run_segment(args: argparse.Namespace) -> int:
             summary = TqdmProgress(quiet=args.quiet).drain(steps)
     except KeyboardInterrupt:
         return _fail("interrupted; unfinished outputs were removed, rerun to resume", 130)
-    except (ValueError, TypeError, OSError) as exc:
+    except (ValueError, TypeError, OSError, ImportError) as exc:
         return _fail(str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc))
     if summary.cancelled:
         return _fail("stopped after the current plane; rerun the same command to resume", 130)

@@ -41,8 +41,8 @@ __all__ = [
 
 #: Environment variable that overrides the user models folder.
 MODELS_ENV_VAR = "NAPARI_TILED_UNET_MODELS"
-#: File endings recognised as model files.
-MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
+#: File endings recognised as model files (``.zip``: bioimage.io packages).
+MODEL_SUFFIXES = (".keras", ".h5", ".hdf5", ".zip")
 #: Where trained models shipped inside the package live.
 BUNDLED_MODELS_DIR = Path(__file__).resolve().parent / "data" / "models"
 
@@ -88,12 +88,24 @@ def _model_files(folder: Path) -> list[Path]:
     """Model files directly inside ``folder``, sorted by name; hidden files are skipped."""
     if not folder.is_dir():
         return []
+    from napari_tiled_unet.model.zoo import is_bioimageio_source
+
     files = [
         p
         for p in folder.iterdir()
-        if p.is_file() and p.suffix.lower() in MODEL_SUFFIXES and not p.name.startswith(".")
+        if p.is_file()
+        and p.suffix.lower() in MODEL_SUFFIXES
+        and not p.name.startswith(".")
+        and (p.suffix.lower() != ".zip" or _safe(is_bioimageio_source, p))
     ]
     return sorted(files, key=lambda p: p.name.lower())
+
+
+def _safe(check: Callable[[Path], bool], path: Path) -> bool:
+    try:
+        return check(path)
+    except (OSError, zipfile.BadZipFile):
+        return False
 
 
 def bundled_models() -> list[Path]:
@@ -108,8 +120,9 @@ def find_models(folder: str | os.PathLike[str] | None = None) -> list[ModelChoic
     ----------
     folder : path-like, optional
         Folder to search instead of :func:`models_folder`.  Only files directly inside it
-        count (``.keras``, ``.h5``, ``.hdf5``); names starting with a dot are skipped, which
-        also hides the temporary files of a model being saved.
+        count (``.keras``, ``.h5``, ``.hdf5``, and bioimage.io packages ``.zip``); names
+        starting with a dot are skipped, which also hides the temporary files of a model
+        being saved.
 
     Returns
     -------
@@ -144,13 +157,17 @@ def model_choices(extra: list[Path] | None = None) -> list[tuple[str, str]]:
 def read_model_metadata(path: str | os.PathLike[str]) -> ModelMetadata | None:
     """Read the metadata a model file carries, without loading the network.
 
-    Returns None for files that have none (legacy ``.h5``, plain Keras files) and for files
-    that cannot be read at all; :func:`napari_tiled_unet.load_model` reports those properly.
+    Returns None for files that have none (legacy ``.h5``, plain Keras files, packages
+    from elsewhere) and for files that cannot be read at all;
+    :func:`napari_tiled_unet.load_model` reports those properly.
     """
-    from napari_tiled_unet.model.inspect import read_metadata
+    from napari_tiled_unet.model.inspect import read_metadata, read_package_metadata
 
+    path = Path(path)
     try:
-        return read_metadata(Path(path))
+        if path.suffix.lower() == ".zip":
+            return read_package_metadata(path)
+        return read_metadata(path)
     except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile):
         return None
 
@@ -165,6 +182,8 @@ def describe_model(path: str | os.PathLike[str]) -> str:
     if not path.is_file():
         return "file not found"
     meta = read_model_metadata(path)
+    if meta is None and path.suffix.lower() == ".zip":
+        return "bioimage.io package: details after loading"
     if meta is None:
         return "no metadata: details after loading"
     return describe_metadata(meta)

@@ -21,7 +21,7 @@ from napari_tiled_unet._prepare import (
     prepare,
     stack_statistics,
 )
-from napari_tiled_unet.normalize import PercentileNormalizer
+from napari_tiled_unet.normalize import Normalizer, PercentileNormalizer
 from napari_tiled_unet.sizing import Rescale, resize
 from napari_tiled_unet.tiling import Tile, TilePlan, cut_tile
 
@@ -107,7 +107,7 @@ def class_labels(probabilities: Any) -> Any:
 
 
 def normalized_plane(
-    plane: Any, normalizer: PercentileNormalizer | None, scale: Scale | None = None
+    plane: Any, normalizer: Normalizer | None, scale: Scale | None = None
 ) -> np.ndarray:
     """Load a ``(Y, X, C)`` plane as float32, normalised with ``scale`` or its own statistics."""
     data = np.asarray(plane, dtype=np.float32)

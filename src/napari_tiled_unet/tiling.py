@@ -57,6 +57,12 @@ class NetworkSpec:
         Channels in and classes out.
     fixed_input_size : tuple of int, optional
         ``(Y, X)`` input of a model that only accepts one size; None if fully convolutional.
+    padded_halo : int, optional
+        For a network with padded ("same") convolutions, whose output is as large as its
+        input: the px on each side of its output that the padding disturbs.  Its runner
+        (:meth:`UNetModel.predict_batch`) crops them, so tiles behave as with valid
+        convolutions with this halo, on inputs that are multiples of ``2**depth``.  None
+        (default) for the valid-convolution U-Net.
     """
 
     depth: int = 4
@@ -64,16 +70,46 @@ class NetworkSpec:
     input_channels: int = 1
     num_classes: int = 2
     fixed_input_size: tuple[int, int] | None = None
+    padded_halo: int | None = None
 
     @property
     def halo(self) -> int:
         """Context consumed on each side (px)."""
-        return halo(self.depth)
+        return halo(self.depth) if self.padded_halo is None else self.padded_halo
 
     @property
     def alignment(self) -> int:
         """Translation step under which the network is equivariant (px)."""
         return alignment(self.depth)
+
+    def output_size(self, size: int) -> int | None:
+        """Output size (px) of the (cropped) network for an input ``size``; None if invalid."""
+        if self.padded_halo is None:
+            return output_size(size, self.depth)
+        out = int(size) - 2 * self.padded_halo
+        return out if size % self.alignment == 0 and out > 0 else None
+
+    def nearest_valid_input_size(self, requested: int, *, warn: bool = False) -> int:
+        """Return the valid input size nearest to ``requested`` (the larger one on a tie)."""
+        if self.padded_halo is None:
+            return nearest_valid_input_size(requested, self.depth, warn=warn)
+        step, requested = self.alignment, int(requested)
+        nearest = max(self.smallest_input_for_output(1), (requested + step // 2) // step * step)
+        if warn and nearest != requested:
+            warnings.warn(
+                f"tile size {requested} is not valid for this network (multiples of {step} "
+                f"px); using the nearest valid size {nearest}",
+                UserWarning,
+                stacklevel=3,
+            )
+        return nearest
+
+    def smallest_input_for_output(self, out: int) -> int:
+        """Smallest valid input size whose output is at least ``out`` px."""
+        if self.padded_halo is None:
+            return smallest_input_for_output(out, self.depth)
+        step = self.alignment
+        return -(-(int(out) + 2 * self.padded_halo) // step) * step
 
 
 def activation_bytes(spec: NetworkSpec, tile_in: tuple[int, int], batch: int = 1) -> int:
@@ -85,6 +121,7 @@ def activation_bytes(spec: NetworkSpec, tile_in: tuple[int, int], batch: int = 1
     """
     h, w = tile_in
     chans, live_skips, peak = spec.input_channels, 0, 0
+    shrink = 0 if spec.padded_halo is not None else 2  # px a 3x3 convolution takes away
 
     def step(pixels_in: int, c_in: int, pixels_out: int, c_out: int) -> None:
         nonlocal peak
@@ -93,9 +130,9 @@ def activation_bytes(spec: NetworkSpec, tile_in: tuple[int, int], batch: int = 1
     sizes = []
     for level in range(spec.depth + 1):
         f = spec.base_filters * 2**level
-        step(h * w, chans, (h - 2) * (w - 2), f)
-        step((h - 2) * (w - 2), f, (h - 4) * (w - 4), f)
-        h, w, chans = h - 4, w - 4, f
+        step(h * w, chans, (h - shrink) * (w - shrink), f)
+        step((h - shrink) * (w - shrink), f, (h - 2 * shrink) * (w - 2 * shrink), f)
+        h, w, chans = h - 2 * shrink, w - 2 * shrink, f
         if level < spec.depth:
             sizes.append((h, w, f))
             live_skips += h * w * f
@@ -106,9 +143,9 @@ def activation_bytes(spec: NetworkSpec, tile_in: tuple[int, int], batch: int = 1
         h, w = 2 * h, 2 * w
         live_skips -= sh * sw * f
         step(h * w, f + f, h * w, 2 * f)  # crop + concat
-        step(h * w, 2 * f, (h - 2) * (w - 2), f)
-        step((h - 2) * (w - 2), f, (h - 4) * (w - 4), f)
-        h, w, chans = h - 4, w - 4, f
+        step(h * w, 2 * f, (h - shrink) * (w - shrink), f)
+        step((h - shrink) * (w - shrink), f, (h - 2 * shrink) * (w - 2 * shrink), f)
+        h, w, chans = h - 2 * shrink, w - 2 * shrink, f
     return int(4 * batch * peak * _RUNTIME_FACTOR)
 
 
@@ -239,13 +276,15 @@ def cut_tile(plane: np.ndarray, tile: Tile, plan: TilePlan) -> np.ndarray:
     return box[np.ix_(ys - y0, xs - x0)]
 
 
-def _tile_sizes_from_request(tile_size: int | tuple[int, int], depth: int) -> tuple[int, int]:
+def _tile_sizes_from_request(
+    tile_size: int | tuple[int, int], spec: NetworkSpec
+) -> tuple[int, int]:
     sizes = [tile_size, tile_size] if isinstance(tile_size, (int, np.integer)) else list(tile_size)
     if len(sizes) != 2 or any(int(s) <= 0 for s in sizes):
         raise ValueError(f"tile_size must be a positive int or a (Y, X) pair, got {tile_size!r}")
     return (
-        nearest_valid_input_size(int(sizes[0]), depth, warn=True),
-        nearest_valid_input_size(int(sizes[1]), depth, warn=True),
+        spec.nearest_valid_input_size(int(sizes[0]), warn=True),
+        spec.nearest_valid_input_size(int(sizes[1]), warn=True),
     )
 
 
@@ -253,8 +292,8 @@ def _explicit_tile_sizes(
     tile_size: int | tuple[int, int], spec: NetworkSpec, cover: tuple[int, int]
 ) -> tuple[int, int]:
     """Round a requested size to valid, at least one alignment step of output, at most cover."""
-    requested = _tile_sizes_from_request(tile_size, spec.depth)
-    minimum = smallest_input_for_output(spec.alignment, spec.depth)
+    requested = _tile_sizes_from_request(tile_size, spec)
+    minimum = spec.smallest_input_for_output(spec.alignment)
     sizes = tuple(min(max(r, minimum), c) for r, c in zip(requested, cover))
     if any(s > r for s, r in zip(sizes, requested)):
         warnings.warn(
@@ -268,7 +307,7 @@ def _explicit_tile_sizes(
 
 def _auto_tile_sizes(spec: NetworkSpec, cover: tuple[int, int], budget: int) -> tuple[int, int]:
     """Largest (square where possible) tile whose activations fit in ``budget`` bytes."""
-    smallest = smallest_input_for_output(spec.alignment, spec.depth)
+    smallest = spec.smallest_input_for_output(spec.alignment)
     size = max(cover)
     while size > smallest:
         tile = (min(size, cover[0]), min(size, cover[1]))
@@ -312,8 +351,8 @@ def plan_tiles(
         raise ValueError(f"expected a non-empty (Y, X) image shape, got {tuple(shape)}")
     budget = DEFAULT_MEMORY_BUDGET if memory_budget is None else int(memory_budget)
     cover = (
-        smallest_input_for_output(shape[0], spec.depth),
-        smallest_input_for_output(shape[1], spec.depth),
+        spec.smallest_input_for_output(shape[0]),
+        spec.smallest_input_for_output(shape[1]),
     )
     tile_in: tuple[int, int]
     if spec.fixed_input_size is not None:
@@ -322,7 +361,7 @@ def plan_tiles(
         tile_in = _explicit_tile_sizes(tile_size, spec, cover)
     else:
         tile_in = _auto_tile_sizes(spec, cover, budget)
-    out_y, out_x = (output_size(t, spec.depth) for t in tile_in)
+    out_y, out_x = (spec.output_size(t) for t in tile_in)
     if out_y is None or out_x is None:
         raise ValueError(f"tile input {tile_in} is not valid for a depth-{spec.depth} U-Net")
     origins = (

@@ -21,11 +21,11 @@ def row(*widgets: Widget, label: str = "") -> Container:
 
 
 def model_file_picker() -> FileEdit:
-    """Return the "or file" field: any Keras model file, next to the list of models."""
+    """Return the "or file" field: a Keras model file or a bioimage.io package (zip, yaml)."""
     return FileEdit(
         label="or file",
         mode=FileDialogMode.EXISTING_FILE,
-        filter="Keras models (*.keras *.h5 *.hdf5)",
+        filter="Models (*.keras *.h5 *.hdf5 *.zip *.yaml)",
     )
 
 

@@ -17,6 +17,7 @@ from napari.layers import Image
 from napari_tiled_unet import models as model_files
 from napari_tiled_unet import outputs
 from napari_tiled_unet._widgets import _settings
+from napari_tiled_unet._widgets._export import ModelExport
 from napari_tiled_unet._widgets._form import OUTPUT_KINDS, SegmentForm
 from napari_tiled_unet._widgets._layers import (
     OUTPUT_IMAGE_ROLES,
@@ -57,6 +58,10 @@ class SegmentWidget(ModelPickerMixin, SegmentForm):
         self._saving = False
         self._scale_cache: tuple[Any, Any] | None = None
         super().__init__()
+        self._export = ModelExport(lambda text: setattr(self.status, "value", text))
+        self.export_button = self._export.add_button(
+            self, lambda: self.model.value, before=self.axes
+        )
         self._connect()
         self._start_settings()
 

@@ -22,6 +22,7 @@ from napari.qt.threading import create_worker
 
 from napari_tiled_unet import models as model_files
 from napari_tiled_unet._widgets import _settings
+from napari_tiled_unet._widgets._export import ModelExport
 from napari_tiled_unet._widgets._layers import OUTPUT_IMAGE_ROLES, ROLE, notify_error
 from napari_tiled_unet._widgets._model_picker import ModelPickerMixin
 from napari_tiled_unet._widgets._train_form import TrainForm
@@ -111,7 +112,13 @@ class TrainWidget(ModelPickerMixin, TrainForm):
         self._run: TrainingRun | None = None
         self._map_worker: Any = None
         self._saving = False
+        self._trained: Path | None = None  # the model file the last run saved
         super().__init__()
+        self._export = ModelExport(self._set_status)
+        self.export_button = self._export.add_button(
+            self, lambda: self._trained, before=self.defaults_button
+        )
+        self.export_button.enabled = False  # until a run has saved a model
         self._connect()
         self._start_settings()
 
@@ -332,8 +339,12 @@ class TrainWidget(ModelPickerMixin, TrainForm):
             self.status.value = notify_error(f"{what} failed ({type(exc).__name__}: {exc})")
 
     def _on_ended(self) -> None:
+        target = self._run.job.target if self._run is not None else None
         self._run = None
         self.train_button.enabled, self.cancel_button.enabled = True, False
+        if target is not None and Path(target).is_file():
+            self._trained = Path(target)
+            self.export_button.enabled = True
 
     # ------------------------------------------------------------------ weight map
     def show_weight_map(self) -> None:

@@ -53,7 +53,8 @@ def build_unet(
     With the defaults this is the paper's network exactly: 31,030,658 parameters for one
     input channel and two classes, 572 x 572 in -> 388 x 388 out.  Unlike a fixed-size
     implementation, the model is fully convolutional: it accepts any *valid* input size
-    (see :func:`napari_tiled_unet.model.geometry.valid_input_sizes`).
+    (see :func:`napari_tiled_unet.model.geometry.valid_input_sizes`).  Only built-in Keras
+    layers are used, so any Keras 3 loads a saved model without this package.
 
     Parameters
     ----------
@@ -83,8 +84,7 @@ def build_unet(
         The functional model ``(batch, Y, X, input_channels) -> (batch, Y', X', num_classes)``.
     """
     from napari_tiled_unet._keras import get_keras
-    from napari_tiled_unet.model.geometry import is_valid_input_size
-    from napari_tiled_unet.model.layers import CenterCropLike
+    from napari_tiled_unet.model.geometry import is_valid_input_size, skip_crops
 
     _check_options(input_channels, num_classes, depth, base_filters, dropout)
     if input_size is not None and not is_valid_input_size(input_size, depth):
@@ -101,6 +101,7 @@ def build_unet(
             filters, 3, padding="valid", activation="relu", kernel_initializer=init, name=label
         )(x)
 
+    crops = skip_crops(depth)
     inputs = keras.Input((input_size, input_size, input_channels), name="image")
     x, skips = inputs, []
     for level in range(depth):
@@ -119,7 +120,11 @@ def build_unet(
         x = layers.Conv2DTranspose(
             filters, 2, strides=2, kernel_initializer=init, name=f"up{level + 1}_upconv"
         )(x)
-        skip = CenterCropLike(name=f"up{level + 1}_crop")([skips[level], x])
+        # The paper's "copy and crop": a fixed crop per level fits every valid input size.
+        crop = crops[level]
+        skip = layers.Cropping2D(((crop, crop), (crop, crop)), name=f"up{level + 1}_crop")(
+            skips[level]
+        )
         x = layers.Concatenate(axis=-1, name=f"up{level + 1}_concat")([skip, x])
         x = conv(x, filters, f"up{level + 1}_conv1")
         x = conv(x, filters, f"up{level + 1}_conv2")

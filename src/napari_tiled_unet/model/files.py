@@ -1,7 +1,8 @@
 """Model files: one ``.keras`` file with weights, architecture and our metadata.
 
 The metadata travels as an extra JSON member of the ``.keras`` zip archive, which Keras
-itself ignores, so a file written here still opens with ``keras.saving.load_model``.
+itself ignores, and the architecture uses only built-in Keras layers, so a file written here
+opens with a plain ``keras.saving.load_model`` in any Keras 3, without this package.
 Models made elsewhere (a plain Keras U-Net saved as ``.keras`` or legacy ``.h5``) load too;
 their geometry is read off the layers and checked.
 """
@@ -18,9 +19,17 @@ from typing import Any
 
 import numpy as np
 
+from napari_tiled_unet.model.stock import to_stock_keras
 from napari_tiled_unet.tiling import NetworkSpec
 
-__all__ = ["METADATA_MEMBER", "ModelMetadata", "UNetModel", "load_model", "save_model"]
+__all__ = [
+    "METADATA_MEMBER",
+    "ModelMetadata",
+    "UNetModel",
+    "load_model",
+    "save_model",
+    "to_stock_keras",
+]
 
 #: Name of the metadata member inside the ``.keras`` zip archive.
 METADATA_MEMBER = "napari_tiled_unet.json"
@@ -49,6 +58,11 @@ class ModelMetadata:
         larger or smaller are resampled to this scale before segmenting.
     name, description : str
         Shown to users in model lists.
+    padded_halo : int, optional
+        Set for a network with padded ("same") convolutions, such as many U-Nets of the
+        BioImage Model Zoo: the px cropped from each side of its output so that tiles fit
+        seamlessly (see :class:`~napari_tiled_unet.tiling.NetworkSpec`).  None for the
+        paper's valid convolutions.
     """
 
     input_channels: int = 1
@@ -64,6 +78,7 @@ class ModelMetadata:
     object_size: float | None = None
     name: str = "unet"
     description: str = ""
+    padded_halo: int | None = None
 
     def __post_init__(self) -> None:
         if not self.class_names:
@@ -90,6 +105,7 @@ class ModelMetadata:
             self.input_channels,
             self.num_classes,
             self.fixed_input_size,
+            self.padded_halo,
         )
 
     def to_json(self) -> str:
@@ -132,10 +148,17 @@ class UNetModel:
         return self.metadata.spec
 
     def predict_batch(self, batch: np.ndarray) -> np.ndarray:
-        """Run the network on a ``(B, Y, X, C)`` float32 batch; return float32 probabilities."""
+        """Run the network on a ``(B, Y, X, C)`` float32 batch; return float32 probabilities.
+
+        The output has the size :meth:`NetworkSpec.output_size` gives (a padded network's
+        output is cropped by its halo).
+        """
         if self._call is None:
             self._call = _compiled_call(self.keras_model)
         out = np.asarray(self._call(np.ascontiguousarray(batch, dtype=np.float32)))
+        crop = self.metadata.padded_halo
+        if crop:  # a padded network: drop the border its padding disturbs
+            out = out[:, crop:-crop, crop:-crop]
         if out.shape[-1] == 1:  # a single sigmoid output: foreground probability
             out = np.concatenate([1.0 - out, out], axis=-1)
         return out.astype(np.float32, copy=False)
@@ -166,7 +189,9 @@ def save_model(
     """Write ``model`` (weights, architecture and metadata) to one ``.keras`` file.
 
     The file is written under a temporary name in the target folder and renamed when
-    complete, so a failed save never leaves a half-written model.
+    complete, so a failed save never leaves a half-written model.  Custom layers of models
+    from earlier versions are replaced by built-in ones (:func:`to_stock_keras`), so the file
+    loads with plain Keras.
 
     Parameters
     ----------
@@ -196,7 +221,7 @@ def save_model(
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        unet.keras_model.save(tmp)
+        to_stock_keras(unet.keras_model).save(tmp)
         with zipfile.ZipFile(tmp, "a") as archive:
             archive.writestr(METADATA_MEMBER, meta.to_json())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it owner-only; use the usual mode
@@ -218,11 +243,13 @@ def load_model(path: str | os.PathLike[str]) -> UNetModel:
     Loads with ``compile=False`` and Keras safe mode (no arbitrary code from the file).
     A plain Keras U-Net with a fixed input (as in the paper's 572 x 572 network) is moved
     into a fully convolutional twin when its weights fit one, so any tile size works.
+    A bioimage.io package (zip, folder or its yaml) loads its Keras weights with the
+    geometry and preprocessing it describes (see :mod:`napari_tiled_unet.model.zoo`).
 
     Parameters
     ----------
     path : path-like
-        The model file.
+        The model file, or a bioimage.io package.
 
     Returns
     -------
@@ -232,10 +259,15 @@ def load_model(path: str | os.PathLike[str]) -> UNetModel:
     ------
     FileNotFoundError, ValueError
         With one line that says what is wrong with the file.
+    ImportError
+        For a bioimage.io package without the ``bioimageio`` extra installed.
     """
     from napari_tiled_unet.model.inspect import keras_load, metadata_of, read_metadata
+    from napari_tiled_unet.model.zoo import is_bioimageio_source, load_bioimageio_model
 
     path = Path(path)
+    if is_bioimageio_source(path):
+        return load_bioimageio_model(path)
     keras_model = keras_load(path)
     stored = read_metadata(path)
     meta = metadata_of(keras_model, stored, source=path.name)

@@ -17,6 +17,7 @@ __all__ = [
     "is_valid_input_size",
     "nearest_valid_input_size",
     "output_size",
+    "skip_crops",
     "smallest_input_for_output",
     "valid_input_sizes",
 ]
@@ -80,6 +81,24 @@ def halo(depth: int = 4) -> int:
     out = output_size(size, depth)
     assert out is not None
     return (size - out) // 2
+
+
+def skip_crops(depth: int = 4) -> tuple[int, ...]:
+    """Return the px cropped from each side of every skip connection, top level first.
+
+    At the deepest level the contracting path's feature map is 8 px larger than the
+    up-convolution's output (the two bottom convolutions, doubled), and each level up doubles
+    that difference and adds the 16 px of two convolutions on each path.  Neither depends on
+    the input size, so one fixed crop per level serves every valid input: 88, 40, 16 and 4 px
+    at depth 4, the paper's numbers.
+    """
+    _check_depth(depth)
+    crops: list[int] = []
+    difference = 8
+    for _ in range(depth):
+        crops.insert(0, difference // 2)
+        difference = 2 * difference + 16
+    return tuple(crops)
 
 
 def smallest_valid_input_size(depth: int = 4) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,13 @@ import numpy as np
 from napari_tiled_unet.model.files import METADATA_MEMBER, ModelMetadata, UNetModel
 from napari_tiled_unet.model.geometry import output_size, smallest_valid_input_size
 
-__all__ = ["fully_convolutional_twin", "keras_load", "metadata_of", "read_metadata"]
+__all__ = [
+    "fully_convolutional_twin",
+    "keras_load",
+    "metadata_of",
+    "read_metadata",
+    "read_package_metadata",
+]
 
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
@@ -65,6 +72,17 @@ def read_metadata(path: Path) -> ModelMetadata | None:
         if METADATA_MEMBER not in archive.namelist():
             return None
         return ModelMetadata.from_json(archive.read(METADATA_MEMBER).decode("utf-8"))
+
+
+def read_package_metadata(path: Path) -> ModelMetadata | None:
+    """Return the metadata of the ``.keras`` file inside a bioimage.io zip we exported."""
+    with zipfile.ZipFile(path) as archive:
+        for name in archive.namelist():
+            if name.endswith(".keras") and "/" not in name:
+                with zipfile.ZipFile(io.BytesIO(archive.read(name))) as inner:
+                    if METADATA_MEMBER in inner.namelist():
+                        return ModelMetadata.from_json(inner.read(METADATA_MEMBER).decode())
+    return None
 
 
 def _shape_facts(keras_model: Any, source: str) -> tuple[tuple[Any, Any], int, int]:

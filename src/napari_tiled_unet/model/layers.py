@@ -1,7 +1,9 @@
-"""Custom Keras layers of the fully convolutional U-Net.
+"""The custom Keras layer of models saved by earlier versions, kept so that they load.
 
-Importing this module imports Keras; only :mod:`napari_tiled_unet.model.builder` and
-:mod:`napari_tiled_unet.model.files` import it, at call time.
+New models crop with the built-in ``Cropping2D`` (see :func:`~napari_tiled_unet.model.
+geometry.skip_crops`), and saving rewrites old ones that way
+(:func:`~napari_tiled_unet.model.stock.to_stock_keras`).  Importing this module imports
+Keras; only :mod:`napari_tiled_unet.model.inspect` imports it, at call time.
 """
 
 from __future__ import annotations

@@ -76,7 +76,10 @@ def _normalizer_for(init: UNetModel | None) -> PercentileNormalizer | None:
     """Percentiles 1 / 99.8 per image; a fine-tuned model keeps its own normalisation."""
     if init is None:
         return PercentileNormalizer()
-    return normalizer_from_dict(init.metadata.normalization)
+    normalizer = normalizer_from_dict(init.metadata.normalization)
+    if normalizer is not None and not isinstance(normalizer, PercentileNormalizer):
+        raise ValueError("only models with percentile normalisation can be fine-tuned")
+    return normalizer
 
 
 def _prepare(
