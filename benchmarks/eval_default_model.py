@@ -1,19 +1,28 @@
-"""Accuracy of the bundled nuclei model on real held-out data, against a classical baseline.
+"""Accuracy of the bundled nuclei model on real held-out data at several scales.
 
-Held-out data: the bottom-right quadrant (rows 256-511, columns 256-511) of the DSB2018 /
-BBBC038 nuclei image in ``napari_tiled_unet.data``; ``tools/train_default_model.py`` never
-reads it (it trains on the left half and validates on the top-right quadrant).  The quadrant
-is segmented on its own (mirrored borders), so no pixel of it was seen in training.
+Held-out data, never read by ``tools/train_default_model.py``:
 
-Prints foreground IoU, instance precision / recall / F1 at IoU 0.5 and mean AP over IoU
-0.5-0.9 for the U-Net and, computed in the same run, for Otsu thresholding + distance
-transform watershed.  Usage: ``python benchmarks/eval_default_model.py [--model M.keras]``.
+- DSB2018 / BBBC038: the bottom-right quadrant (rows 256-511, columns 256-511) of the image
+  in ``napari_tiled_unet.data`` (hand-annotated);
+- BBBC007: the four images ``HELD_OUT_BBBC007`` of ``tools/data/BBBC007`` (labels made by
+  an algorithm: approximate, touching nuclei cut by straight lines).
+
+Each set is also resampled x0.5, x2 and x3 (images linearly, labels by nearest neighbour)
+and segmented with all defaults (``object_size="auto"``: the size is estimated from the
+image).  Printed per set and scale, next to Otsu + distance-transform watershed computed in
+the same run (its seed distance follows the same size estimate): foreground IoU, F1 at IoU
+0.5, mean AP over IoU 0.5-0.9, over-segmentation (share of true nuclei covered by two or
+more predictions) and under-segmentation (share of predictions covering two or more true
+nuclei), and seconds per megapixel of the U-Net including the size estimate.
+
+    python benchmarks/eval_default_model.py [--model M.keras] [--method merge|seeds]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -21,80 +30,130 @@ import numpy as np
 from scipy import ndimage as ndi
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
 
-HELD_OUT = (slice(256, 512), slice(256, 512))
+from train_default_model import HELD_OUT, HELD_OUT_BBBC007, bbbc007  # noqa: E402
+
+SCALES = (0.5, 1.0, 2.0, 3.0)
 
 
-def otsu_watershed(image: np.ndarray, *, min_distance: int = 5) -> np.ndarray:
+def otsu_watershed(image: np.ndarray, *, diameter: float) -> np.ndarray:
     """Classical baseline: smooth, Otsu threshold, split touching nuclei by watershed."""
     from skimage.feature import peak_local_max
     from skimage.filters import threshold_otsu
     from skimage.segmentation import watershed
 
-    smooth = ndi.gaussian_filter(image.astype(np.float32), 1.0)
+    smooth = ndi.gaussian_filter(image.astype(np.float32), max(1.0, diameter / 20))
     mask = ndi.binary_fill_holes(smooth > threshold_otsu(smooth))
     distance = ndi.distance_transform_edt(mask)
-    peaks = peak_local_max(distance, min_distance=min_distance, labels=ndi.label(mask)[0])
+    peaks = peak_local_max(
+        distance, min_distance=max(3, int(diameter / 4)), labels=ndi.label(mask)[0]
+    )
     markers = np.zeros(image.shape, np.int32)
     markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
-    return watershed(-distance, markers, mask=mask)
+    labels = watershed(-distance, markers, mask=mask)
+    from napari_tiled_unet.postprocess import relabel_sequential
+
+    return relabel_sequential(labels, min_size=20)
 
 
 def scores(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
-    from napari_tiled_unet.metrics import foreground_iou, match_instances, mean_average_precision
+    from napari_tiled_unet.metrics import (
+        foreground_iou,
+        fragmentation,
+        match_instances,
+        mean_average_precision,
+    )
 
-    match = match_instances(pred, truth, threshold=0.5)
+    over, under = fragmentation(pred, truth)
     return {
         "iou": foreground_iou(pred > 0, truth > 0),
-        "precision": match.precision,
-        "recall": match.recall,
-        "f1": match.f1,
+        "f1": match_instances(pred, truth, threshold=0.5).f1,
         "map": mean_average_precision(pred, truth),
+        "over": over,
+        "under": under,
         "count": int(len(np.unique(pred)) - 1),
+    }
+
+
+def held_out_sets() -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
+    from napari_tiled_unet.data import nuclei2d
+
+    image, labels = nuclei2d()
+    return {
+        "DSB2018 quadrant": [(image[HELD_OUT], labels[HELD_OUT])],
+        "BBBC007 (4 images)": [(im, lb) for _, im, lb in bbbc007(HELD_OUT_BBBC007)],
+    }
+
+
+def rescaled(image: np.ndarray, labels: np.ndarray, factor: float) -> tuple:
+    from napari_tiled_unet.sizing import resize, scaled_shape
+
+    if factor == 1.0:
+        return image, labels
+    shape = scaled_shape(labels.shape, factor)
+    return resize(image, shape), resize(labels, shape, order=0).astype(np.int32)
+
+
+def pooled(rows: list[dict[str, float]]) -> dict[str, float]:
+    """Mean over the images of a set (weighted by their true objects for F1 and rates)."""
+    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]} | {
+        "count": int(sum(r["count"] for r in rows))
     }
 
 
 def main() -> None:
     from napari_tiled_unet import load_model, segment
-    from napari_tiled_unet.data import nuclei2d
     from napari_tiled_unet.models import bundled_models
     from napari_tiled_unet.postprocess import classes_to_instances
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, help="default: the bundled model")
+    parser.add_argument("--method", default="merge", choices=("merge", "seeds"))
     args = parser.parse_args()
     path = args.model or bundled_models()[0]
-    image, labels = nuclei2d()
-    region, truth = image[HELD_OUT], labels[HELD_OUT]
     model = load_model(path)
-    segment(model, region)  # warm-up: graph tracing is not part of the timing
-    start = time.perf_counter()
-    result = segment(model, region)
-    seconds = time.perf_counter() - start
-    unet = classes_to_instances(result.labels, min_size=20)
-    rows = {
-        f"U-Net ({path.name})": scores(unet, truth),
-        "Otsu + watershed": scores(otsu_watershed(region), truth),
-    }
+    segment(model, np.zeros((64, 64), np.float32), object_size="none")  # warm-up
     meta = model.metadata
     print(
-        f"held-out data: DSB2018 image rows 256-511, cols 256-511 "
-        f"({len(np.unique(truth)) - 1} nuclei, partly cut by the region's edge)"
+        f"model: {path.name}, depth {meta.depth}, {meta.base_filters} base filters, "
+        f"{model.keras_model.count_params():,} parameters, trained at {meta.object_size} px "
+        f"nuclei; instances by '{args.method}'; all defaults (object size auto)"
     )
-    print(
-        f"model: depth {meta.depth}, {meta.base_filters} base filters, "
-        f"{model.keras_model.count_params():,} parameters, "
-        f"{seconds / (region.size / 1e6):.2f} s per megapixel on this CPU"
+    header = (
+        f"{'set':<20}{'scale':>6}{'nuclei':>7}{'est. px':>8}{'true px':>8}  {'method':<17}"
+        f"{'fg IoU':>7}{'F1@0.5':>7}{'mAP':>7}{'over':>7}{'under':>7}{'objects':>8}{'s/Mpx':>7}"
     )
-    print(
-        f"{'method':<32}{'fg IoU':>8}{'prec.':>8}{'recall':>8}{'F1@0.5':>8}"
-        f"{'mAP .5-.9':>11}{'objects':>9}"
-    )
-    for name, s in rows.items():
-        print(
-            f"{name:<32}{s['iou']:>8.3f}{s['precision']:>8.3f}{s['recall']:>8.3f}"
-            f"{s['f1']:>8.3f}{s['map']:>11.3f}{s['count']:>9}"
-        )
+    print(header)
+    from napari_tiled_unet.sizing import measure_object_size
+
+    for name, items in held_out_sets().items():
+        for factor in SCALES:
+            unet_rows, base_rows, seconds, pixels, estimates, truths = [], [], 0.0, 0, [], []
+            n_true = 0
+            for image, labels in items:
+                image, labels = rescaled(image.astype(np.float32), labels, factor)
+                start = time.perf_counter()
+                result = segment(model, image)
+                pred = classes_to_instances(result.labels, min_size=20, method=args.method)
+                seconds += time.perf_counter() - start
+                pixels += image.size
+                size = result.rescale.object_size or meta.object_size or 20.0
+                estimates.append(size)
+                truths.append(measure_object_size(labels))
+                n_true += len(np.unique(labels)) - 1
+                unet_rows.append(scores(pred, labels))
+                base_rows.append(scores(otsu_watershed(image, diameter=size), labels))
+            for method, rows in (("U-Net", unet_rows), ("Otsu + watershed", base_rows)):
+                s = pooled(rows)
+                speed = f"{seconds / (pixels / 1e6):>7.2f}" if method == "U-Net" else f"{'':>7}"
+                print(
+                    f"{name:<20}{'x' + format(factor, 'g'):>6}{n_true:>7}"
+                    f"{np.mean(estimates):>8.1f}{np.mean(truths):>8.1f}  {method:<17}"
+                    f"{s['iou']:>7.3f}{s['f1']:>7.3f}{s['map']:>7.3f}{s['over']:>7.3f}"
+                    f"{s['under']:>7.3f}{s['count']:>8}{speed}"
+                )
 
 
 if __name__ == "__main__":

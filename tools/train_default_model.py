@@ -1,121 +1,124 @@
 """Train the bundled default nuclei model (3-class U-Net) from scratch, reproducibly.
 
-Real data: the DSB2018 / BBBC038 nuclei image shipped in ``napari_tiled_unet.data``
-(512 x 512, 125 annotated nuclei), split into fixed regions:
+Real data (see ``tools/data/README.md`` for sources and licences), split into fixed parts:
 
-- training:   the left half            (rows 0-511,   columns 0-255)
-- validation: the top-right quadrant   (rows 0-255,   columns 256-511), picks the checkpoint
-- held out:   the bottom-right quadrant (rows 256-511, columns 256-511), never seen here;
-  ``benchmarks/eval_default_model.py`` reports on it only.
+- DSB2018 / BBBC038 image shipped in ``napari_tiled_unet.data`` (512 x 512, 125 nuclei):
+  training = left half, validation = top-right quadrant, held out = bottom-right quadrant.
+- BBBC007 (14 images of Drosophila Kc167 nuclei, labels made by an algorithm):
+  ``HELD_OUT_BBBC007`` are never read here, ``VALIDATION_BBBC007`` pick the checkpoint, the
+  rest are trained on.
 
-Generated data: fluorescence-like images of nuclei (ellipses of varied size, brightness,
-texture, blur and noise, some touching) with exact instance labels, to widen what the model
-has seen beyond one image.
+Generated data: :func:`napari_tiled_unet.train.synthetic.synthetic_nuclei` at diameters
+from 8 to 120 px (textured chromatin, nucleoli, dim rims, touching and dividing nuclei,
+debris, uneven background, noise).
 
-    python tools/train_default_model.py                       # writes the bundled model
+Every image is resampled so that its nuclei have the model's object size (``--object-size``,
+measured from the labels), which is what ``segment(object_size="auto")`` does at inference;
+training then magnifies tiles by x0.7-1.4 and varies their appearance.  The model records
+the object size of its (resampled) training labels.
+
+Training runs in stages (``--stages``; each starts from the previous one's best checkpoint
+with a lower learning rate) and every finished stage is kept in ``--work``: a run that was
+stopped resumes at the first unfinished stage.
+
+    python tools/train_default_model.py                  # writes the bundled model
     python tools/train_default_model.py --depth 4 -o /tmp/d4b16.keras   # a candidate
-
-The defaults (depth 3, 16 base filters, 20 epochs of 100 steps of 2 tiles, seed 0) are
-those of the bundled model, chosen over depth 4 / 16 filters by
-``benchmarks/bench_model_candidates.py`` (validation accuracy vs. seconds per megapixel).
-
-Prints the data, the configuration, per-epoch losses, the time taken and the validation
-metrics of the chosen checkpoint.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import time
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage as ndi
+import tifffile
 
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_OUTPUT = ROOT / "src/napari_tiled_unet/data/models/nuclei2d.keras"
+BBBC007 = ROOT / "tools/data/BBBC007"
 TRAIN = (slice(0, 512), slice(0, 256))
 VALIDATION = (slice(0, 256), slice(256, 512))
 HELD_OUT = (slice(256, 512), slice(256, 512))
-DEFAULT_OUTPUT = (
-    Path(__file__).resolve().parents[1] / "src/napari_tiled_unet/data/models/nuclei2d.keras"
-)
+HELD_OUT_BBBC007 = ("A9_p9d", "17P1_POS0013_D_1UL", "20P1_POS0008_D_1UL", "20P1_POS0011_D_1UL")
+VALIDATION_BBBC007 = ("17P1_POS0007_D_1UL", "20P1_POS0007_D_1UL")
 
 
-def synthetic_nuclei(
-    shape: tuple[int, int], rng: np.random.Generator
+def bbbc007(names: tuple[str, ...] | None = None, exclude: tuple[str, ...] = ()) -> list:
+    """(name, image, labels) of the BBBC007 images (``names``, or all but ``exclude``)."""
+    found = sorted(p for p in BBBC007.glob("*.tif") if not p.stem.endswith("_labels"))
+    out = []
+    for path in found:
+        if (names is not None and path.stem not in names) or path.stem in exclude:
+            continue
+        labels = tifffile.imread(path.with_name(path.stem + "_labels.tif"))
+        out.append((path.stem, tifffile.imread(path), labels.astype(np.int32)))
+    return out
+
+
+def to_model_scale(
+    image: np.ndarray, labels: np.ndarray, size: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Return a fluorescence-like image of nuclei and its instance labels."""
-    labels = np.zeros(shape, np.int32)
-    yy, xx = np.mgrid[: shape[0], : shape[1]]
-    signal = np.zeros(shape, np.float32)
-    scale = rng.uniform(0.6, 1.6)  # nucleus size varies between data sets
-    count = int(rng.uniform(0.15, 0.35) * shape[0] * shape[1] / (np.pi * (11 * scale) ** 2))
-    for index in range(1, count + 1):
-        cy, cx = rng.uniform(0, shape[0]), rng.uniform(0, shape[1])
-        a, b = rng.uniform(7, 14, size=2) * scale
-        angle = rng.uniform(0, np.pi)
-        dy, dx = yy - cy, xx - cx
-        u = (dy * np.cos(angle) + dx * np.sin(angle)) / a
-        v = (-dy * np.sin(angle) + dx * np.cos(angle)) / b
-        inside = (u**2 + v**2 <= 1.0) & (labels == 0)
-        labels[inside] = index
-        signal[inside] = rng.uniform(0.3, 1.0) * (1.0 - 0.3 * (u[inside] ** 2 + v[inside] ** 2))
-    texture = ndi.gaussian_filter(rng.normal(0, 1, shape), 2.0)
-    image = signal * (1 + 0.15 * texture / (texture.std() + 1e-6))
-    image = ndi.gaussian_filter(image, rng.uniform(0.8, 2.0)) + rng.uniform(0.02, 0.15)
-    image = rng.poisson(np.clip(image, 0, None) * rng.uniform(80, 400)).astype(np.float32)
-    labels, _, _ = _relabel(labels)
-    return image, labels
+    """Resample an image and its labels so that its median nucleus is ``size`` px across."""
+    from napari_tiled_unet.sizing import measure_object_size, resize, scaled_shape
+
+    measured = measure_object_size(labels)
+    assert measured is not None
+    shape = scaled_shape(labels.shape, size / measured)
+    return resize(image, shape), resize(labels, shape, order=0).astype(np.int32)
 
 
-def _relabel(labels: np.ndarray) -> tuple[np.ndarray, int, int]:
-    """Drop fragments of ellipses cut by later ones' priority (keep the largest piece)."""
-    out = np.zeros_like(labels)
-    count = 0
-    for index, box in enumerate(ndi.find_objects(labels), start=1):
-        if box is None:
-            continue
-        pieces, n = ndi.label(labels[box] == index)
-        if n == 0:
-            continue
-        sizes = ndi.sum_labels(np.ones_like(pieces), pieces, range(1, n + 1))
-        if sizes.max() < 20:
-            continue
-        count += 1
-        region = out[box]
-        region[pieces == 1 + int(np.argmax(sizes))] = count
-    return out, count, len(ndi.find_objects(labels))
+def generated(count: int, size: float, rng: np.random.Generator) -> list:
+    """``count`` generated images at diameters 8-120 px, each 256 x 256 at the model scale."""
+    from napari_tiled_unet.train.synthetic import synthetic_nuclei
+
+    out = []
+    for _ in range(count):
+        diameter = float(np.exp(rng.uniform(np.log(8), np.log(120))))
+        side = round(256 * diameter / size)
+        image, labels = synthetic_nuclei((side, side), diameter, rng=rng)
+        if labels.max() > 0:
+            out.append(to_model_scale(image, labels, size))
+    return out
 
 
-def main() -> None:
-    from napari_tiled_unet import save_model, segment
+def datasets(args: argparse.Namespace) -> tuple[list, list, list, list, str]:
     from napari_tiled_unet.data import nuclei2d
-    from napari_tiled_unet.metrics import foreground_iou, match_instances
-    from napari_tiled_unet.postprocess import classes_to_instances
-    from napari_tiled_unet.train.config import TrainConfig
-    from napari_tiled_unet.train.trainer import iter_train
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--depth", type=int, default=3)
-    parser.add_argument("--base-filters", type=int, default=16)
-    parser.add_argument("--steps", type=int, default=100, help="steps per epoch")
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--batch-size", type=int, default=2)
-    parser.add_argument("--synthetic", type=int, default=8, help="generated 256x256 images")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("-o", "--output", type=Path, default=DEFAULT_OUTPUT)
-    args = parser.parse_args()
 
     image, truth = nuclei2d()
     rng = np.random.default_rng(args.seed)
-    generated = [synthetic_nuclei((256, 256), rng) for _ in range(args.synthetic)]
-    images = [image[TRAIN]] + [g[0] for g in generated]
-    labels = [truth[TRAIN]] + [g[1] for g in generated]
-    print(
-        f"data: DSB2018 nuclei image {image.shape}, training region rows 0-511 cols 0-255 "
-        f"({len(np.unique(truth[TRAIN])) - 1} nuclei), validation rows 0-255 cols 256-511, "
-        f"held out rows 256-511 cols 256-511 (not used here); {args.synthetic} generated "
-        f"256x256 images ({sum(int(g[1].max()) for g in generated)} nuclei)"
+    real_train = [(image[TRAIN], truth[TRAIN])] + [
+        (im, lb) for _, im, lb in bbbc007(exclude=HELD_OUT_BBBC007 + VALIDATION_BBBC007)
+    ]
+    real_val = [(image[VALIDATION], truth[VALIDATION])] + [
+        (im, lb) for _, im, lb in bbbc007(VALIDATION_BBBC007)
+    ]
+    train = [to_model_scale(im, lb, args.object_size) for im, lb in real_train]
+    train += generated(args.synthetic, args.object_size, rng)
+    val = [to_model_scale(im, lb, args.object_size) for im, lb in real_val]
+    val += generated(4, args.object_size, np.random.default_rng(args.seed + 1000))
+    info = (
+        f"data: {len(real_train)} real training images (DSB2018 left half, "
+        f"{len(real_train) - 1} BBBC007), {args.synthetic} generated; validation: "
+        f"{len(real_val)} real + 4 generated; all at {args.object_size:g} px nuclei; "
+        f"held out (not read): DSB2018 rows 256-511 cols 256-511, BBBC007 "
+        f"{', '.join(HELD_OUT_BBBC007)}"
     )
+    return (
+        [t[0] for t in train],
+        [t[1] for t in train],
+        [v[0] for v in val],
+        [v[1] for v in val],
+        info,
+    )
+
+
+def run_stage(stage: int, args: argparse.Namespace, data: tuple, init: Path | None) -> Path:
+    from napari_tiled_unet.train.config import TrainConfig
+    from napari_tiled_unet.train.trainer import iter_train
+
+    target = args.work / f"stage{stage}.keras"
     config = TrainConfig(
         num_classes=3,
         depth=args.depth,
@@ -123,42 +126,75 @@ def main() -> None:
         batch_size=args.batch_size,
         steps_per_epoch=args.steps,
         epochs=args.epochs,
-        seed=args.seed,
-        monitor="val_iou",
+        learning_rate=args.learning_rate * 0.5**stage,
+        seed=args.seed + stage,
+        monitor="val_loss",
+        scale_range=(0.7, 1.4),
+        appearance=True,
     )
-    print(f"config: {config.to_dict()}")
-    start = time.perf_counter()
+    print(f"stage {stage + 1}/{args.stages}: {config.to_dict()}", flush=True)
+    partial = target.with_suffix(".partial.keras")
     steps = iter_train(
         config,
-        images,
-        labels,
-        val_images=[image[VALIDATION]],
-        val_labels=[truth[VALIDATION]],
-        checkpoint=args.output,
+        data[0],
+        data[1],
+        val_images=data[2],
+        val_labels=data[3],
+        init=init,
+        checkpoint=partial,
     )
-    while True:
-        try:
-            event = next(steps)
-        except StopIteration as stop:
-            model = stop.value
-            break
+    for event in steps:
         if event.epoch_end:
             print(
-                f"epoch {event.epoch:>3}/{event.epochs}  loss {event.loss:.4f}  "
+                f"  epoch {event.epoch:>3}/{event.epochs}  loss {event.loss:.4f}  "
                 f"val_loss {event.val_loss:.4f}  val_iou {event.val_iou:.3f}  "
                 f"{'saved' if event.checkpoint_saved else ''}  {event.elapsed:.0f} s",
                 flush=True,
             )
-    print(f"training time: {time.perf_counter() - start:.0f} s")
+    partial.replace(target)  # the stage is finished: a rerun starts after it
+    return target
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--depth", type=int, default=3)
+    parser.add_argument("--base-filters", type=int, default=16)
+    parser.add_argument("--object-size", type=float, default=20.0, help="model scale (px)")
+    parser.add_argument("--steps", type=int, default=200, help="steps per epoch")
+    parser.add_argument("--epochs", type=int, default=5, help="epochs per stage")
+    parser.add_argument("--stages", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=3)
+    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--synthetic", type=int, default=40, help="generated images")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--work", type=Path, default=ROOT / ".train-default")
+    parser.add_argument("-o", "--output", type=Path, default=DEFAULT_OUTPUT)
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+
+    start = time.perf_counter()
+    *data, info = datasets(args)
+    print(info, f"({time.perf_counter() - start:.0f} s)", flush=True)
+    previous: Path | None = None
+    for stage in range(args.stages):
+        done = args.work / f"stage{stage}.keras"
+        if done.exists():
+            print(f"stage {stage + 1}/{args.stages}: kept from an earlier run ({done})")
+        else:
+            done = run_stage(stage, args, tuple(data), previous)
+        previous = done
+    assert previous is not None
+    from napari_tiled_unet import load_model, save_model
+
+    model = load_model(previous)
     save_model(model, args.output)
-    result = segment(model, image[VALIDATION])
-    instances = classes_to_instances(result.labels, min_size=20)
-    match = match_instances(instances, truth[VALIDATION])
+    print(f"training time: {time.perf_counter() - start:.0f} s")
     print(
-        f"validation (rows 0-255, cols 256-511): foreground IoU "
-        f"{foreground_iou(instances > 0, truth[VALIDATION] > 0):.3f}, F1@0.5 {match.f1:.3f}"
+        f"model written to {args.output} ({args.output.stat().st_size / 1e6:.1f} MB), "
+        f"object size {model.metadata.object_size} px"
     )
-    print(f"model written to {args.output} ({args.output.stat().st_size / 1e6:.1f} MB)")
+    if args.output == DEFAULT_OUTPUT:
+        shutil.rmtree(args.work)  # the stages are only needed to resume
 
 
 if __name__ == "__main__":
