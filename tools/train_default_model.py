@@ -1,4 +1,4 @@
-"""Train the bundled default nuclei model (3-class U-Net) from scratch, reproducibly.
+"""Train a candidate default nuclei model (3-class U-Net) from scratch, reproducibly.
 
 Real data (see ``tools/data/README.md`` for sources and licences), split into fixed parts:
 
@@ -21,7 +21,7 @@ Training runs in stages (``--stages``; each starts from the previous one's best 
 with a lower learning rate) and every finished stage is kept in ``--work``: a run that was
 stopped resumes at the first unfinished stage.
 
-    python tools/train_default_model.py                  # writes the bundled model
+    python tools/train_default_model.py -o nuclei2d_candidate.keras
     python tools/train_default_model.py --depth 4 -o /tmp/d4b16.keras   # a candidate
 """
 
@@ -36,7 +36,7 @@ import numpy as np
 import tifffile
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_OUTPUT = ROOT / "src/napari_tiled_unet/data/models/nuclei2d.keras"
+DEFAULT_OUTPUT = Path("nuclei2d_candidate.keras")
 BBBC007 = ROOT / "tools/data/BBBC007"
 TRAIN = (slice(0, 512), slice(0, 256))
 VALIDATION = (slice(0, 256), slice(256, 512))
@@ -162,7 +162,7 @@ def main() -> None:
     parser.add_argument("--object-size", type=float, default=20.0, help="model scale (px)")
     parser.add_argument("--steps", type=int, default=200, help="steps per epoch")
     parser.add_argument("--epochs", type=int, default=5, help="epochs per stage")
-    parser.add_argument("--stages", type=int, default=4)
+    parser.add_argument("--stages", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=3)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--synthetic", type=int, default=40, help="generated images")
@@ -193,8 +193,7 @@ def main() -> None:
         f"model written to {args.output} ({args.output.stat().st_size / 1e6:.1f} MB), "
         f"object size {model.metadata.object_size} px"
     )
-    if args.output == DEFAULT_OUTPUT:
-        shutil.rmtree(args.work)  # the stages are only needed to resume
+    shutil.rmtree(args.work)  # the stages are only needed to resume a stopped run
 
 
 if __name__ == "__main__":
