@@ -21,7 +21,12 @@ from napari_tiled_unet._prepare import (
     prepare,
     stack_statistics,
 )
-from napari_tiled_unet.normalize import PercentileNormalizer
+from napari_tiled_unet.normalize import (
+    PercentileNormalizer,
+    count_nonfinite,
+    network_input,
+    warn_nonfinite,
+)
 from napari_tiled_unet.tiling import Tile, TilePlan, cut_tile
 
 __all__ = [
@@ -104,11 +109,20 @@ def class_labels(probabilities: Any) -> Any:
 def normalized_plane(
     plane: Any, normalizer: PercentileNormalizer | None, scale: Scale | None = None
 ) -> np.ndarray:
-    """Load a ``(Y, X, C)`` plane as float32, normalised with ``scale`` or its own statistics."""
-    data = np.asarray(plane, dtype=np.float32)
+    """Load a ``(Y, X, C)`` plane as float32, normalised with ``scale`` or its own statistics.
+
+    NaN and infinite pixels become 0 (see :func:`~napari_tiled_unet.normalize.network_input`);
+    a plane without any finite value is a ValueError.
+    """
+    data = np.asarray(plane)
     if normalizer is None:
-        return data
-    lo, hi = scale if scale is not None else normalizer.statistics(np.asarray(plane))
+        if data.size and count_nonfinite(data) == data.size:
+            raise ValueError(
+                f"no finite pixel value: all {data.size} are NaN or infinite; check the image "
+                "or replace its NaN values before segmenting"
+            )
+        return network_input(data)
+    lo, hi = scale if scale is not None else normalizer.statistics(data)
     return normalizer.apply(data, lo, hi)
 
 
@@ -139,11 +153,7 @@ def iter_plane(
         each tile's ``owned_in_tile`` part into ``owned`` (see :func:`stitch`).
     """
     for batch in plan.batches():
-        inputs = np.stack([cut_tile(plane, tile, plan) for tile in batch])
-        if scale is None:
-            inputs = inputs.astype(np.float32, copy=False)
-        else:
-            inputs = PercentileNormalizer.apply(inputs, *scale)
+        inputs = network_input(np.stack([cut_tile(plane, tile, plan) for tile in batch]), scale)
         yield batch, unet.predict_batch(inputs)
 
 
@@ -197,8 +207,11 @@ def iter_segment(
     stack_scale = None
     if normalizer is not None and normalizer.per == "stack":
         stack_scale = stack_statistics(job)
+    bad = 0
     for number, index in enumerate(todo):
-        plane = normalized_plane(job.canonical[index], normalizer, stack_scale)
+        raw = np.asarray(job.canonical[index])
+        bad += count_nonfinite(raw)
+        plane = normalized_plane(raw, normalizer, stack_scale)
         done = 0
         for batch, outputs in iter_plane(unet, plane, plan):
             stitch(probs[index], batch, outputs)
@@ -210,6 +223,8 @@ def iter_segment(
             yield TileProgress(
                 index, number, len(todo), done, plan.n_tiles, region, probs[index][region]
             )
+    total = len(todo) * height * width * int(job.canonical.shape[-1])
+    warn_nonfinite(bad, total, normalized=normalizer is not None)
     probs = np.transpose(probs, [*job.layout.output_order(), probs.ndim - 1])
     return SegmentationResult(probs, job.layout.output_axes, unet.metadata.class_names, plan)
 
