@@ -41,7 +41,14 @@ from napari_tiled_unet._batch_events import (
     Status,
 )
 from napari_tiled_unet._batch_plan import FileJob, Rows, Tick, local_pages, plan_file
-from napari_tiled_unet.io import RUN_RECORD, TiffSource, expand_inputs, output_stem
+from napari_tiled_unet.io import (
+    RUN_RECORD,
+    TiffSource,
+    expand_inputs,
+    nonfinite_note,
+    output_folder,
+    output_stem,
+)
 
 __all__ = [
     "BatchEvent",
@@ -69,6 +76,7 @@ class _Context:
     pages: Callable[[FileJob], Iterator[Tick | Rows]]
     model_sha256: str | None = None
     record: Any = None
+    inputs: tuple[Path, ...] = ()
 
     def other_recipe(self, path: Path) -> str:
         """Say how existing outputs of ``path`` were made differently ("" if alike/unknown)."""
@@ -158,7 +166,11 @@ def _segment_file(
 ) -> Generator[BatchEvent, None, FileResult]:
     start = time.perf_counter()
     targets = _targets(path, ctx)
-    todo = {k: p for k, p in targets.items() if ctx.options.overwrite or not p.exists()}
+    todo, problem = ctx.record.check_outputs(
+        path, targets, overwrite=ctx.options.overwrite, inputs=ctx.inputs
+    )
+    if problem:
+        return FileResult(str(path), "failed", problem)
     outputs = tuple(str(p) for p in targets.values())
     if not todo:
         other = ctx.other_recipe(path)
@@ -166,11 +178,14 @@ def _segment_file(
             message = f"its outputs exist, made {other}; use overwrite or another output folder"
             return FileResult(str(path), "failed", message, outputs)
         return FileResult(str(path), "skipped", "outputs exist (overwrite to redo)", outputs)
+    ctx.record.claim(path, todo.values())
     job: FileJob | None = None
     status: Status = "done"
+    note = ""
     try:
         with TiffSource(path) as source, ExitStack() as stack:
             job = plan_file(source, ctx.unet, ctx.options)
+            note = nonfinite_note(source, normalized=job.normalizer is not None)
             yield FileStarted(number, n_files, path, source.shape, job.axes, len(job.order))
             writers = _open_outputs(stack, job, todo, ctx)
             pages = ctx.pages(job)
@@ -197,7 +212,7 @@ def _segment_file(
     except Exception as exc:  # one bad file must not end an overnight batch
         return FileResult(str(path), "failed", _one_line(exc), seconds=_since(start))
     assert job is not None
-    message = "stopped; rerun to redo this file" if status == "cancelled" else ""
+    message = "stopped; rerun to redo this file" if status == "cancelled" else note
     return FileResult(
         str(path),
         status,
@@ -210,6 +225,15 @@ def _segment_file(
         _since(start),
         job.details(),
     )
+
+
+def _identity(path: Path) -> dict[str, Any]:
+    from napari_tiled_unet._record import input_identity
+
+    try:
+        return input_identity(path)
+    except OSError:  # gone since: keep at least the path
+        return {"input_path": str(path.resolve())}
 
 
 def _since(start: float) -> float:
@@ -296,13 +320,16 @@ def iter_batch(
     from napari_tiled_unet._prepare import resolve_model
 
     opts = BatchOptions(**options)
-    out = Path(outdir)
+    out = output_folder(outdir)
     files, problems = expand_inputs(inputs, exclude=out.resolve())
     if problems:
         raise ValueError(problems[0] + "; check the input paths")
     unet = resolve_model(model)
     out.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
+        if not _lock_folder(stack, out, _stopper(stop), record_extra):
+            return BatchSummary((), None, cancelled=True)
+        files, _ = expand_inputs(inputs, exclude=out.resolve())  # as of now that it is ours
         pages: Callable[[FileJob], Iterator[Tick | Rows]]
         if workers > 1 or scheduler or client is not None:
             from napari_tiled_unet._batch_dask import connect, dask_pages
@@ -311,8 +338,22 @@ def iter_batch(
             pages = dask_pages(dask_client, model, unet, opts)
         else:
             pages = lambda job: local_pages(job, unet, opts)  # noqa: E731
-        ctx = _Context(unet, opts, out, _stopper(stop), pages)
+        ctx = _Context(unet, opts, out, _stopper(stop), pages, inputs=tuple(files))
         return (yield from _run(ctx, files, model, record_extra or {}))
+
+
+def _lock_folder(
+    stack: ExitStack, out: Path, stop: Callable[[], bool], extra: dict[str, Any] | None
+) -> bool:
+    """Wait for the output folder's lock (False if stopped first); clean up dead runs."""
+    from napari_tiled_unet._folderlock import FolderLock
+    from napari_tiled_unet._tiffout import remove_stale_files
+
+    lock = stack.enter_context(FolderLock(out, {"command": (extra or {}).get("command")}))
+    if not lock.acquire(stop=stop):
+        return False
+    remove_stale_files(out, locked=lock.held)
+    return True
 
 
 def _run(
@@ -341,7 +382,7 @@ def _run(
             else:
                 result = yield from _segment_file(ctx, number, len(files), path)
             results.append(result)
-            record.add_file({**asdict(result), "input_path": str(path.resolve())})
+            record.add_file({**asdict(result), **_identity(path)})
             yield FileFinished(number, len(files), result)
             if result.status == "cancelled" or (ctx.stop() and number < len(files) - 1):
                 break
