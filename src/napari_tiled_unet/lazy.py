@@ -244,6 +244,9 @@ def segment_lazy(
     scales = None
     if normalizer is not None and (normalizer.per == "stack" or not whole):
         scales = _scales(x, normalizer, per_plane=normalizer.per == "plane")
+    if not whole and x.dtype.kind == "f":  # chunks of a plane cannot count for the plane
+        bad = int((~da.isfinite(x)).sum().compute())
+        warn_nonfinite(bad, int(np.prod(x.shape)), normalized=normalizer is not None)
     model_token = model if isinstance(model, ModelRef) else id(unet)
     probs = da.map_overlap(
         _block,
