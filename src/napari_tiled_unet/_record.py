@@ -14,7 +14,7 @@ import platform
 import socket
 import uuid
 import warnings
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -120,6 +120,7 @@ class RunRecord:
 
     def __init__(self, path: Path, run: dict[str, Any]) -> None:
         self.path = path
+        self._makers: dict[str, dict[str, Any]] | None = None  # output name -> entry
         self._runs = self._load()
         self._run = {
             "id": uuid.uuid4().hex,
@@ -144,33 +145,42 @@ class RunRecord:
             return []
 
     def made_with(self, path: Path) -> dict[str, Any] | None:
-        """Return model and parameters of the newest earlier run that finished ``path``."""
+        """Return model and parameters of the newest earlier run that made outputs of ``path``."""
         target = str(Path(path).resolve())
         for run in reversed(self._runs):
             if run is self._run:
                 continue
             for entry in run.get("files", []):
-                if entry.get("status") == "done" and entry.get("input_path") == target:
+                made = entry.get("status") in ("done", "running")  # running: killed after
+                if made and entry.get("input_path") == target:
                     return {"model": run.get("model", {}), "parameters": run.get("parameters", {})}
         return None
 
     def maker(self, name: str) -> dict[str, Any] | None:
         """Return the newest entry that says it made the output called ``name``."""
-        for run in reversed(self._runs):
-            for entry in reversed(run.get("files", [])):
-                outputs = entry.get("outputs") or ()
-                if entry.get("status") in _MADE and name in {Path(str(p)).name for p in outputs}:
-                    return entry
-        return None
+        if self._makers is None:
+            self._makers = {}
+            for run in self._runs:  # oldest first: newer entries win
+                for entry in run.get("files", []):
+                    if isinstance(entry, dict) and entry.get("status") in _MADE:
+                        for output in entry.get("outputs") or ():
+                            self._makers[Path(str(output)).name] = entry
+        return self._makers.get(name)
 
     def check_outputs(
-        self, path: Path, targets: dict[str, Path], *, overwrite: bool, inputs: Iterable[Path]
+        self,
+        path: Path,
+        targets: dict[str, Path],
+        *,
+        overwrite: bool,
+        inputs: Collection[Path],
     ) -> tuple[dict[str, Path], str]:
         """Decide which outputs of ``path`` to write; refuse (a one-line reason) when unsafe.
 
         An existing output is kept (skipped) when this input made it, redone with
         ``overwrite``, and never touched when another input made it, when no record says
-        who made it (unless ``overwrite``) or when it is one of this run's ``inputs``.
+        who made it (unless ``overwrite``) or when it is one of this run's ``inputs``
+        (resolved paths).
 
         Returns
         -------
@@ -183,10 +193,9 @@ class RunRecord:
             now = input_identity(path)
         except OSError as exc:
             return {}, f"cannot read the file ({exc.strerror or exc})"
-        given = {Path(p).resolve() for p in inputs}
         todo = {}
         for kind, target in targets.items():
-            if target.resolve() in given:
+            if target.resolve() in inputs:
                 return {}, (
                     f"its output {target.name} would replace an input of this run; segment "
                     "it into another output folder"
@@ -258,7 +267,7 @@ class RunRecord:
         runs = [self._run if run.get("id") == mine else run for run in base]
         if not any(run.get("id") == mine for run in base):
             runs.append(self._run)
-        self._runs = runs
+        self._runs, self._makers = runs, None
         text = json.dumps({"format": _FORMAT, "version": _VERSION, "runs": runs}, indent=1)
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:

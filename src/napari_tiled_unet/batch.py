@@ -14,7 +14,10 @@ widget plugs in napari's ``thread_worker``.
 - ``stop`` (a ``threading.Event``) ends the run after the current plane; closing the
   generator ends it at once.  Either way the unfinished output is deleted.
 - A run record (``napari-tiled-unet-run.json``) next to the outputs lists every file with
-  its shape, axes, time and status, with the model's SHA-256 and the parameters.
+  its shape, axes, time and status, with the model's SHA-256 and the parameters, and which
+  input made each output: an output made from another input is never skipped or replaced.
+- One run at a time writes into an output folder; another waits (with one warning that
+  names it) and starts by removing partial files that killed runs left behind.
 """
 
 from __future__ import annotations
@@ -76,7 +79,7 @@ class _Context:
     pages: Callable[[FileJob], Iterator[Tick | Rows]]
     model_sha256: str | None = None
     record: Any = None
-    inputs: tuple[Path, ...] = ()
+    inputs: frozenset[Path] = frozenset()  # resolved paths of this run's inputs
 
     def other_recipe(self, path: Path) -> str:
         """Say how existing outputs of ``path`` were made differently ("" if alike/unknown)."""
@@ -329,7 +332,7 @@ def iter_batch(
     with ExitStack() as stack:
         if not _lock_folder(stack, out, _stopper(stop), record_extra):
             return BatchSummary((), None, cancelled=True)
-        files, _ = expand_inputs(inputs, exclude=out.resolve())  # as of now that it is ours
+        files, _ = expand_inputs(inputs, exclude=out.resolve())  # outputs made while waiting
         pages: Callable[[FileJob], Iterator[Tick | Rows]]
         if workers > 1 or scheduler or client is not None:
             from napari_tiled_unet._batch_dask import connect, dask_pages
@@ -338,7 +341,8 @@ def iter_batch(
             pages = dask_pages(dask_client, model, unet, opts)
         else:
             pages = lambda job: local_pages(job, unet, opts)  # noqa: E731
-        ctx = _Context(unet, opts, out, _stopper(stop), pages, inputs=tuple(files))
+        given = frozenset(p.resolve() for p in files)
+        ctx = _Context(unet, opts, out, _stopper(stop), pages, inputs=given)
         return (yield from _run(ctx, files, model, record_extra or {}))
 
 
