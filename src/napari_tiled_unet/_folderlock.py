@@ -114,11 +114,18 @@ class FolderLock:
         Raises
         ------
         ValueError
-            When ``timeout`` seconds passed (``0``: do not wait) and the lock is still held.
+            When ``timeout`` seconds passed (``0``: do not wait) and the lock is still held,
+            or when the folder is not writable.
         """
         start, announced = time.monotonic(), False
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise ValueError(
+                    f"cannot write into the output folder {self.path.parent} "
+                    f"({exc.strerror or exc}); choose a folder you can write to"
+                ) from exc
             try:
                 locked = _try_lock(fd)
             except OSError as exc:  # a file system without locks: run, but say so once
@@ -165,9 +172,12 @@ class FolderLock:
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             **self._info,
         }
-        os.ftruncate(self._fd, 0)
-        os.lseek(self._fd, 0, os.SEEK_SET)
-        os.write(self._fd, json.dumps(info).encode("utf-8"))
+        try:
+            os.ftruncate(self._fd, 0)
+            os.lseek(self._fd, 0, os.SEEK_SET)
+            os.write(self._fd, json.dumps(info).encode("utf-8"))
+        except OSError:  # a full disk: the lock holds all the same, waiters say less
+            pass
 
     def release(self) -> None:
         """Remove the lock file and free the lock (nothing happens if it was not taken)."""
