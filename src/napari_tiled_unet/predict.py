@@ -253,9 +253,11 @@ def segment(
     model : UNetModel, keras.Model or path-like
         The network, or a ``.keras`` / ``.h5`` file to load.
     image : array-like, dask array, zarr array or path
-        Any real dtype; converted to float32.  Lazy arrays (dask, zarr) are read one plane
-        (or one tile) at a time.  A path opens a zarr array or an OME-Zarr image (its
-        full-resolution level; axes from its metadata unless given).
+        Bool, integer or float pixels (normalised, then float32; NaN and infinite pixels
+        are left out of the statistics and enter the network as 0, with one
+        :class:`~napari_tiled_unet.NonFiniteWarning`).  Lazy arrays (dask,
+        zarr) are read one plane (or one tile) at a time.  A path opens a zarr array or
+        an OME-Zarr image (its full-resolution level; axes from its metadata unless given).
     axes : str, optional
         One letter per dimension, e.g. ``"YX"``, ``"YXC"``, ``"ZYX"``, ``"TZYXC"``.  Axes other
         than Y, X and C are processed plane by plane.  Required unless the image is 2D.
@@ -280,6 +282,13 @@ def segment(
     -------
     SegmentationResult
         ``.probabilities`` (float32, non-channel axes + classes) and ``.labels``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        One line: an unsupported pixel type (e.g. complex), bad axes, options of the wrong
+        type or range (``tile_size`` not an integer, ``batch_size < 1``), channels that do
+        not fit the model, or an image without any finite pixel.
     """
     options: dict[str, Any] = dict(
         tile_size=tile_size, memory_budget=memory_budget, batch_size=batch_size

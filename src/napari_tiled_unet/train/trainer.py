@@ -309,7 +309,8 @@ def train(
         Network shape, tiles, steps, optimiser, loss weighting, augmentation, seed.
     images : sequence of ndarray
         ``(Y, X)`` or ``(Y, X, C)`` training images (any real dtype; normalised with
-        percentiles 1 / 99.8 per image, or as ``init`` was).
+        percentiles 1 / 99.8 per image, or as ``init`` was).  NaN or infinite pixels get
+        loss weight 0, with a warning.
     labels : sequence of ndarray of int
         Instance labels ``(Y, X)`` per image: 0 background, one integer per object.
     val_images, val_labels : sequence of ndarray, optional
@@ -327,6 +328,13 @@ def train(
     -------
     UNetModel
         The best model (validation) or the last one, with metadata recording the training.
+
+    Raises
+    ------
+    ValueError
+        Before training, with one line, for data it cannot learn from (no object, every
+        pixel not annotated, a class no annotated pixel has); during training when a loss
+        or gradient is not finite (the weights are left as they were, nothing is saved).
     """
     steps = iter_train(
         config,
