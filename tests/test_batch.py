@@ -311,6 +311,13 @@ def test_expand_inputs(tmp_path):
     (tmp_path / "a_labels.tif").write_text("x")
     (tmp_path / RUN_RECORD).write_text("{}")
     files, problems = expand_inputs([tmp_path], exclude=tmp_path.resolve())
+    # a_labels.tif is an input: no run record says that it was made here
+    assert [p.name for p in files] == ["a.TIFF", "a_labels.tif", "b.tif", "c.txt"]
+    assert problems == []
+    made = {"status": "done", "input": "a.TIFF", "outputs": [str(tmp_path / "a_labels.tif")]}
+    runs = {"format": "napari-tiled-unet run record", "runs": [{"files": [made]}]}
+    (tmp_path / RUN_RECORD).write_text(json.dumps(runs))
+    files, problems = expand_inputs([tmp_path], exclude=tmp_path.resolve())
     assert [p.name for p in files] == ["a.TIFF", "b.tif", "c.txt"] and problems == []
     files, problems = expand_inputs(
         [str(tmp_path / "**" / "*.tif"), tmp_path / "b.tif", tmp_path / "nope.tif"]

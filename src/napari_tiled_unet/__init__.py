@@ -24,6 +24,7 @@ _EXPORTS = {
     "nearest_valid_input_size": "napari_tiled_unet.model.geometry",
     "is_valid_input_size": "napari_tiled_unet.model.geometry",
     "PercentileNormalizer": "napari_tiled_unet.normalize",
+    "NonFiniteWarning": "napari_tiled_unet.normalize",
     "segment": "napari_tiled_unet.predict",
     "iter_segment": "napari_tiled_unet.predict",
     "SegmentationResult": "napari_tiled_unet.predict",
@@ -66,7 +67,7 @@ if TYPE_CHECKING:  # pragma: no cover - for static type checkers only
         output_size,
         valid_input_sizes,
     )
-    from napari_tiled_unet.normalize import PercentileNormalizer
+    from napari_tiled_unet.normalize import NonFiniteWarning, PercentileNormalizer
     from napari_tiled_unet.predict import (
         SegmentationResult,
         TileProgress,

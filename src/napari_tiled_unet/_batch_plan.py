@@ -23,7 +23,7 @@ from napari_tiled_unet._prepare import (
     estimation_planes,
     resolve_normalizer,
 )
-from napari_tiled_unet.io import PlaneReader, TiffSource
+from napari_tiled_unet.io import PlaneReader, TiffSource, axes_example
 from napari_tiled_unet.predict import (
     class_labels,
     iter_plane,
@@ -123,7 +123,7 @@ def plan_file(source: TiffSource, unet: Any, options: Any) -> FileJob:
     if not axes:
         raise ValueError(
             f"cannot tell the axes of a {len(source.shape)}D image {source.shape}; "
-            "pass them, e.g. --axes ZYX"
+            f"pass one letter per axis, e.g. --axes {axes_example(len(source.shape))}"
         )
     layout = parse_axes(axes, source.shape)
     sizes = dict(zip(axes, source.shape))

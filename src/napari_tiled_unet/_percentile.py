@@ -54,8 +54,13 @@ def from_keys(keys: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return np.where(keys & sign, keys ^ sign, ~keys).view(dtype)
 
 
-def _select(reduce: Reducer, dtype: np.dtype, channels: int, ranks: np.ndarray) -> np.ndarray:
-    """Values of the given 0-based ``ranks`` (``(k, channels)``) in the sorted data."""
+def _select(
+    reduce: Reducer, dtype: np.dtype, channels: int, ranks: np.ndarray, finite_only: bool = False
+) -> np.ndarray:
+    """Values of the given 0-based ``ranks`` (``(k, channels)``) in the sorted data.
+
+    With ``finite_only``, NaN and infinite values are left out of the sorted data.
+    """
     width = 8 * dtype.itemsize
     digit = min(_DIGIT_BITS, width)
     prefix = np.zeros(ranks.shape, np.uint64)  # key bits found so far
@@ -69,8 +74,11 @@ def _select(reduce: Reducer, dtype: np.dtype, channels: int, ranks: np.ndarray) 
         ) -> np.ndarray:
             counts = np.zeros((len(groups), 1 << digit), np.int64)
             keys = to_keys(np.ascontiguousarray(block)).astype(np.uint64)
+            finite = np.isfinite(block) if finite_only else None
             for row, (channel, head) in enumerate(groups):
                 column = keys[:, channel]
+                if finite is not None:
+                    column = column[finite[:, channel]]
                 if known:
                     column = column[(column >> np.uint64(shift + digit)) == np.uint64(head)]
                 digits = (column >> np.uint64(shift)) & np.uint64((1 << digit) - 1)
@@ -81,7 +89,10 @@ def _select(reduce: Reducer, dtype: np.dtype, channels: int, ranks: np.ndarray) 
         cumulative = np.cumsum(counts, axis=1)
         for (k, c), rank in np.ndenumerate(remaining):
             row = groups.index((c, int(prefix[k, c])))
-            found = int(np.searchsorted(cumulative[row], rank, side="right"))
+            # (min: a channel without any value finds nothing; its result is NaN anyway)
+            found = min(
+                int(np.searchsorted(cumulative[row], rank, side="right")), counts.shape[1] - 1
+            )
             remaining[k, c] = rank - (cumulative[row, found - 1] if found else 0)
             prefix[k, c] = (prefix[k, c] << np.uint64(digit)) | np.uint64(found)
     return from_keys(prefix, dtype)
@@ -110,7 +121,13 @@ def _lerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
 
 
 def percentile_stream(
-    reduce: Reducer, *, dtype: np.dtype, channels: int, count: int, q: Sequence[float]
+    reduce: Reducer,
+    *,
+    dtype: np.dtype,
+    channels: int,
+    count: int,
+    q: Sequence[float],
+    finite_only: bool = False,
 ) -> np.ndarray:
     """Exact ``np.percentile(data, q, axis=0)`` of ``(count, channels)`` data seen in blocks.
 
@@ -124,28 +141,38 @@ def percentile_stream(
         Channels and values per channel.
     q : sequence of float
         Percentiles in [0, 100].
+    finite_only : bool
+        Leave NaN and infinite values out: each channel's result is then
+        ``np.percentile`` of its finite values (one more pass over float data).
 
     Returns
     -------
     numpy.ndarray
-        ``(len(q), channels)``, float64 (numpy's result dtype); NaN where a channel has NaNs.
+        ``(len(q), channels)``, float64 (numpy's result dtype); NaN where a channel has NaNs
+        (or, with ``finite_only``, no finite value).
     """
     dtype = np.dtype(dtype)
-    quantiles = np.true_divide(np.asarray(q, dtype=np.float64), 100)
-    virtual = (count - 1) * quantiles
+    floats = dtype.kind == "f"
+    sizes = np.full(channels, count, np.int64)
+    if floats and finite_only:
+        sizes = reduce(lambda block: np.isfinite(block).sum(axis=0, keepdims=True))[0]
+    quantiles = np.true_divide(np.asarray(q, dtype=np.float64), 100)[:, None]
+    last = np.maximum(sizes - 1, 0)
+    virtual = (sizes - 1) * quantiles
     previous = np.floor(virtual)
-    above, below = virtual >= count - 1, virtual < 0
-    lower = np.where(above, count - 1, np.where(below, 0, previous)).astype(np.int64)
-    upper = np.where(above, count - 1, np.where(below, 0, previous + 1)).astype(np.int64)
+    above, below = virtual >= last, virtual < 0
+    lower = np.where(above, last, np.where(below, 0, previous)).astype(np.int64)
+    upper = np.where(above, last, np.where(below, 0, previous + 1)).astype(np.int64)
     # numpy measures the interpolation weight from the clipped index (-1 above the end).
-    gamma = (virtual - np.where(above, -1, np.where(below, 0, previous))).reshape(-1, 1)
-    ranks = np.repeat(np.concatenate([lower, upper])[:, None], channels, axis=1)
-    values = _select(reduce, dtype, channels, ranks)
+    gamma = virtual - np.where(above, -1, np.where(below, 0, previous))
+    ranks = np.concatenate([lower, upper])
+    values = _select(reduce, dtype, channels, ranks, finite_only and floats)
     low_values, high_values = values[: len(quantiles)], values[len(quantiles) :]
     result = _lerp(low_values, high_values, gamma)
-    if dtype.kind == "f":
+    if floats and not finite_only:
         nans = reduce(lambda block: np.isnan(block).sum(axis=0, keepdims=True))[0]
         result[:, nans > 0] = np.nan
+    result[:, sizes == 0] = np.nan
     return result
 
 
@@ -166,14 +193,24 @@ def blocks_reducer(blocks: Callable[[], Sequence[np.ndarray] | object]) -> Reduc
 def normalizer_statistics(
     normalizer: Any, reduce: Reducer, *, dtype: Any, channels: int, count: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``normalizer.statistics(data)`` (float32 low and high), data seen in blocks.
+    """Exactly ``normalizer.statistics(data)`` (float64 low and high), data seen in blocks.
 
-    Percentiles come out exactly as in memory; a mean and standard deviation up to the
-    rounding of sums taken in another order.
+    Percentiles come out exactly as in memory (NaN and infinite values left out; a channel
+    without any finite value is a ValueError, as for :meth:`PercentileNormalizer.statistics`);
+    a mean and standard deviation up to the rounding of sums taken in another order.
     """
+    from napari_tiled_unet.normalize import no_finite_value_error
+
     if hasattr(normalizer, "block_sums"):  # mean and standard deviation: one pass of sums
         return normalizer.from_sums(reduce(normalizer.block_sums))
     values = percentile_stream(
-        reduce, dtype=dtype, channels=channels, count=count, q=(normalizer.low, normalizer.high)
+        reduce,
+        dtype=dtype,
+        channels=channels,
+        count=count,
+        q=(normalizer.low, normalizer.high),
+        finite_only=True,
     )
-    return values[0].astype(np.float32), (values[1] + normalizer.eps).astype(np.float32)
+    for channel in np.flatnonzero(np.isnan(values).any(axis=0)):
+        raise no_finite_value_error(int(channel), channels, count)
+    return values[0], values[1] + normalizer.eps

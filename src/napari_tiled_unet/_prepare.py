@@ -17,6 +17,7 @@ from napari_tiled_unet.normalize import (
     MeanStdNormalizer,
     Normalizer,
     PercentileNormalizer,
+    check_dtype,
     normalizer_from_dict,
 )
 from napari_tiled_unet.sizing import Rescale, plan_rescale, scaled_shape
@@ -120,19 +121,36 @@ def check_channels(channels: int, layout: AxesLayout, unet: Any) -> None:
         raise ValueError(
             f"the image has {channels} channel(s) ({where}) but the model expects "
             f"{want}; pick {'one channel' if want == 1 else f'{want} channels'} "
-            "or a model made for this image"
+            f"or a model made for this image{_planes_hint(layout, want)}"
         )
 
 
+def _planes_hint(layout: AxesLayout, want: int) -> str:
+    """Suggest reading a channel axis before Y and X (planar samples) as Z, if that fits."""
+    channel = layout.channel_axis
+    if want != 1 or channel is None or "Z" in layout.axes:
+        return ""
+    if channel > min(layout.axes.index("Y"), layout.axes.index("X")):
+        return ""  # interleaved samples (e.g. RGB) are colours, not planes
+    axes = layout.axes[:channel] + "Z" + layout.axes[channel + 1 :]
+    return f"; if its samples are planes of a stack, pass axes {axes!r} (--axes {axes})"
+
+
 def _as_array(image: Any) -> Any:
-    """Arrays stay as they are (lazily); zarr arrays become dask arrays; others numpy."""
+    """Arrays stay as they are (lazily); zarr arrays become dask arrays; others numpy.
+
+    Raises a one-line TypeError for pixel types that are not real numbers (e.g. complex).
+    """
     if isinstance(image, np.ndarray) or hasattr(image, "transpose"):
-        return image
-    if type(image).__module__.split(".")[0] == "zarr":
+        array = image
+    elif type(image).__module__.split(".")[0] == "zarr":
         import dask.array as da
 
-        return da.from_zarr(image)
-    return np.asarray(image)
+        array = da.from_zarr(image)
+    else:
+        array = np.asarray(image)
+    check_dtype(array.dtype)
+    return array
 
 
 def prepare(

@@ -29,7 +29,13 @@ import numpy as np
 
 from napari_tiled_unet.io import Calibration
 
-__all__ = ["BIGTIFF_THRESHOLD", "TiffOutput", "choose_format", "remove_stale_partials"]
+__all__ = [
+    "BIGTIFF_THRESHOLD",
+    "TiffOutput",
+    "choose_format",
+    "remove_stale_files",
+    "remove_stale_partials",
+]
 
 #: Outputs at least this large (bytes of pixel data) are written as BigTIFF.
 BIGTIFF_THRESHOLD = 2**32 - 2**25
@@ -59,7 +65,52 @@ def remove_stale_partials(path: Path) -> None:
             partial.unlink(missing_ok=True)
 
 
+def _owner(name: str) -> tuple[str, str] | None:
+    """``(host, pid)`` from the name of a hidden partial output, None for other files."""
+    if not (name.startswith(".") and name.endswith(_PARTIAL)):
+        return None
+    for ending in ("_labels.tif.", "_probabilities.tif."):
+        at = name.rfind(ending)
+        if at > 0:
+            host, _, pid = name[at + len(ending) : -len(_PARTIAL)].rpartition("-")
+            return (host, pid) if pid.isdigit() else None
+    return None
+
+
+def remove_stale_files(folder: Path, *, locked: bool = False) -> list[Path]:
+    """Delete the hidden partial outputs (and record drafts) of dead runs in ``folder``.
+
+    Partial outputs of processes of this host that are no longer running are removed; when
+    the caller holds the folder's lock (``locked``: no other run is writing into it), those
+    made on other hosts and left-over drafts of the run record too.  Returns what was removed.
+    """
+    host, removed = socket.gethostname(), []
+    for path in sorted(Path(folder).glob(".*")):
+        owner = _owner(path.name)
+        if owner is not None:
+            stale = not _alive(int(owner[1])) if owner[0] == host else locked
+        else:
+            stale = locked and path.name.startswith(".napari-tiled-unet-run.json.")
+            stale = stale and path.name.endswith(".tmp")
+        if stale:
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
 def _alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host is running."""
+    if os.name == "nt":  # os.kill(pid, 0) would end the process on Windows
+        import ctypes
+
+        kernel32 = ctypes.windll.kernel32  # type: ignore[attr-defined]
+        handle = kernel32.OpenProcess(0x1000, False, pid)  # query limited information
+        if not handle:
+            return False
+        code = ctypes.c_ulong()
+        kernel32.GetExitCodeProcess(handle, ctypes.byref(code))
+        kernel32.CloseHandle(handle)
+        return code.value == 259  # STILL_ACTIVE
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -14,7 +14,10 @@ widget plugs in napari's ``thread_worker``.
 - ``stop`` (a ``threading.Event``) ends the run after the current plane; closing the
   generator ends it at once.  Either way the unfinished output is deleted.
 - A run record (``napari-tiled-unet-run.json``) next to the outputs lists every file with
-  its shape, axes, time and status, with the model's SHA-256 and the parameters.
+  its shape, axes, time and status, with the model's SHA-256 and the parameters, and which
+  input made each output: an output made from another input is never skipped or replaced.
+- One run at a time writes into an output folder; another waits (with one warning that
+  names it) and starts by removing partial files that killed runs left behind.
 """
 
 from __future__ import annotations
@@ -41,7 +44,14 @@ from napari_tiled_unet._batch_events import (
     Status,
 )
 from napari_tiled_unet._batch_plan import FileJob, Rows, Tick, local_pages, plan_file
-from napari_tiled_unet.io import RUN_RECORD, TiffSource, expand_inputs, output_stem
+from napari_tiled_unet.io import (
+    RUN_RECORD,
+    TiffSource,
+    expand_inputs,
+    nonfinite_note,
+    output_folder,
+    output_stem,
+)
 
 __all__ = [
     "BatchEvent",
@@ -77,6 +87,7 @@ class _Context:
     pages: Callable[[FileJob], Iterator[Tick | Rows]]
     model_sha256: str | None = None
     record: Any = None
+    inputs: frozenset[Path] = frozenset()  # resolved paths of this run's inputs
 
     def other_recipe(self, path: Path) -> str:
         """Say how existing outputs of ``path`` were made differently ("" if alike/unknown)."""
@@ -166,7 +177,11 @@ def _segment_file(
 ) -> Generator[BatchEvent, None, FileResult]:
     start = time.perf_counter()
     targets = _targets(path, ctx)
-    todo = {k: p for k, p in targets.items() if ctx.options.overwrite or not p.exists()}
+    todo, problem = ctx.record.check_outputs(
+        path, targets, overwrite=ctx.options.overwrite, inputs=ctx.inputs
+    )
+    if problem:
+        return FileResult(str(path), "failed", problem)
     outputs = tuple(str(p) for p in targets.values())
     if not todo:
         other = ctx.other_recipe(path)
@@ -174,11 +189,14 @@ def _segment_file(
             message = f"its outputs exist, made {other}; use overwrite or another output folder"
             return FileResult(str(path), "failed", message, outputs)
         return FileResult(str(path), "skipped", "outputs exist (overwrite to redo)", outputs)
+    ctx.record.claim(path, todo.values())
     job: FileJob | None = None
     status: Status = "done"
+    note = ""
     try:
         with TiffSource(path) as source, ExitStack() as stack:
             job = plan_file(source, ctx.unet, ctx.options)
+            note = nonfinite_note(source, normalized=job.normalizer is not None)
             scale = job.rescale.describe() if job.rescale.model_size else ""
             yield FileStarted(number, n_files, path, source.shape, job.axes, len(job.order), scale)
             writers = _open_outputs(stack, job, todo, ctx)
@@ -206,7 +224,7 @@ def _segment_file(
     except Exception as exc:  # one bad file must not end an overnight batch
         return FileResult(str(path), "failed", _one_line(exc), seconds=_since(start))
     assert job is not None
-    message = "stopped; rerun to redo this file" if status == "cancelled" else ""
+    message = "stopped; rerun to redo this file" if status == "cancelled" else note
     return FileResult(
         str(path),
         status,
@@ -219,6 +237,15 @@ def _segment_file(
         _since(start),
         job.details(),
     )
+
+
+def _identity(path: Path) -> dict[str, Any]:
+    from napari_tiled_unet._record import input_identity
+
+    try:
+        return input_identity(path)
+    except OSError:  # gone since: keep at least the path
+        return {"input_path": str(path.resolve())}
 
 
 def _since(start: float) -> float:
@@ -305,13 +332,16 @@ def iter_batch(
     from napari_tiled_unet._prepare import resolve_model
 
     opts = BatchOptions(**options)
-    out = Path(outdir)
+    out = output_folder(outdir)
     files, problems = expand_inputs(inputs, exclude=out.resolve())
     if problems:
         raise ValueError(problems[0] + "; check the input paths")
     unet = resolve_model(model)
     out.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
+        if not _lock_folder(stack, out, _stopper(stop), record_extra):
+            return BatchSummary((), None, cancelled=True)
+        files, _ = expand_inputs(inputs, exclude=out.resolve())  # outputs made while waiting
         pages: Callable[[FileJob], Iterator[Tick | Rows]]
         if workers > 1 or scheduler or client is not None:
             from napari_tiled_unet._batch_dask import connect, dask_pages
@@ -320,8 +350,23 @@ def iter_batch(
             pages = dask_pages(dask_client, model, unet, opts)
         else:
             pages = lambda job: local_pages(job, unet, opts)  # noqa: E731
-        ctx = _Context(unet, opts, out, _stopper(stop), pages)
+        given = frozenset(p.resolve() for p in files)
+        ctx = _Context(unet, opts, out, _stopper(stop), pages, inputs=given)
         return (yield from _run(ctx, files, model, record_extra or {}))
+
+
+def _lock_folder(
+    stack: ExitStack, out: Path, stop: Callable[[], bool], extra: dict[str, Any] | None
+) -> bool:
+    """Wait for the output folder's lock (False if stopped first); clean up dead runs."""
+    from napari_tiled_unet._folderlock import FolderLock
+    from napari_tiled_unet._tiffout import remove_stale_files
+
+    lock = stack.enter_context(FolderLock(out, {"command": (extra or {}).get("command")}))
+    if not lock.acquire(stop=stop):
+        return False
+    remove_stale_files(out, locked=lock.held)
+    return True
 
 
 def _run(
@@ -350,7 +395,7 @@ def _run(
             else:
                 result = yield from _segment_file(ctx, number, len(files), path)
             results.append(result)
-            record.add_file({**asdict(result), "input_path": str(path.resolve())})
+            record.add_file({**asdict(result), **_identity(path)})
             yield FileFinished(number, len(files), result)
             if result.status == "cancelled" or (ctx.stop() and number < len(files) - 1):
                 break

@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 
 from napari_tiled_unet._calibration import Calibration, read_calibration
+from napari_tiled_unet._record import recorded_outputs
+from napari_tiled_unet.normalize import count_nonfinite, warn_nonfinite
 
 __all__ = [
     "RUN_RECORD",
@@ -26,7 +28,10 @@ __all__ = [
     "Calibration",
     "PlaneReader",
     "TiffSource",
+    "axes_example",
     "expand_inputs",
+    "nonfinite_note",
+    "output_folder",
     "output_stem",
     "read_tiff",
     "segment_files",
@@ -42,11 +47,19 @@ _GLOB_CHARS = frozenset("*?[")
 def _guess_axes(tiff_axes: str, ndim: int) -> str:
     """Translate tifffile's axes to ours: S (samples) -> C, Q/I/O (unknown) -> Z, T, ..."""
     axes = tiff_axes.replace("S", "C") if "C" not in tiff_axes else tiff_axes
+    if sum(axes.count(letter) for letter in "QIO") > 1:
+        return ""  # two or more unknown axes: which is Z, which T? Only the user knows
     for letter in "QIO":
         if letter in axes:
             spare = next(a for a in "ZTPQ" if a not in axes)
             axes = axes.replace(letter, spare, 1)
-    return axes if len(axes) == ndim else ""
+    return axes if len(axes) == ndim and len(set(axes)) == ndim else ""
+
+
+def axes_example(ndim: int) -> str:
+    """Return an axes string of ``ndim`` letters to suggest in messages ("TZYX" for 4)."""
+    examples = {2: "YX", 3: "ZYX", 4: "TZYX", 5: "TZCYX", 6: "PTZCYX"}
+    return examples.get(ndim, "ZYX")
 
 
 class PlaneReader:
@@ -127,6 +140,11 @@ class TiffSource:
             dtype = np.dtype(series.dtype).newbyteorder("=")
             # Bilevel images are read as 0/1 bytes: percentiles and arithmetic need numbers.
             self.dtype = np.dtype(np.uint8) if dtype.kind == "b" else dtype
+            if self.dtype.kind not in "uif":
+                raise ValueError(
+                    f"the file holds {self.dtype} pixels ({_kind(self.dtype)}), which cannot be "
+                    "segmented; save the image as integers or floats"
+                )
             self.axes = _guess_axes(series.axes.upper(), len(self.shape))
             self.calibration = read_calibration(self._tif)
             mappable = getattr(series.keyframe, "is_memmappable", False)
@@ -183,6 +201,17 @@ class TiffSource:
             self._zarr = zarr.open_array(self._series.aszarr(), mode="r")
         return np.asarray(self._zarr[key], dtype=self.dtype)
 
+    def count_nonfinite(self, block_bytes: int = 2**26) -> int:
+        """Count the NaN and infinite values, reading blocks of about ``block_bytes``."""
+        if self.dtype.kind != "f":
+            return 0
+        row = int(np.prod(self.shape[1:])) * self.dtype.itemsize
+        step = max(1, block_bytes // max(row, 1))
+        return sum(
+            count_nonfinite(self.read((slice(start, start + step),)))
+            for start in range(0, self.shape[0], step)
+        )
+
     def close(self) -> None:
         """Close the file."""
         self._tif.close()
@@ -192,6 +221,10 @@ class TiffSource:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _kind(dtype: np.dtype) -> str:
+    return {"c": "complex numbers", "V": "records"}.get(dtype.kind, "not real numbers")
 
 
 class _TiffErrors(logging.Handler):
@@ -233,6 +266,36 @@ def read_tiff(path: Path) -> tuple[np.ndarray, str]:
         ) from exc
 
 
+def nonfinite_note(source: TiffSource, *, normalized: bool) -> str:
+    """Check an input for NaN and infinite values: "" if none, else warn once and say so.
+
+    Raises a one-line ValueError when no value is finite (nothing to segment).
+    """
+    bad = source.count_nonfinite()
+    if not bad:
+        return ""
+    total = int(np.prod(source.shape))
+    if bad == total:
+        raise ValueError(
+            f"no finite pixel value: all {total} are NaN or infinite; check the file "
+            "(an empty or failed acquisition?)"
+        )
+    warn_nonfinite(bad, total, normalized=normalized, what=source.path.name)
+    instead = "the low percentile" if normalized else "0"
+    return f"{bad} NaN or infinite pixel values segmented as {instead}"
+
+
+def output_folder(path: str | os.PathLike[str]) -> Path:
+    """Return ``path`` as the output folder; a one-line ValueError if it is a file."""
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(
+            f"the output folder {folder} is an existing file; give the path of a folder "
+            "(it is created if missing)"
+        )
+    return folder
+
+
 def output_stem(path: Path) -> str:
     """Name stem of an input file without its TIFF suffix (``a.ome.tif`` -> ``a``)."""
     name = path.name
@@ -242,11 +305,41 @@ def output_stem(path: Path) -> str:
     return path.stem
 
 
-def _ours(path: Path, outdir: Path | None) -> bool:
-    """Tell whether ``path`` is one of our outputs or run record in the output folder."""
+def _ours(path: Path, outdir: Path | None, made: set[str]) -> bool:
+    """Tell whether ``path`` is one of our outputs (``made``) or run records in ``outdir``."""
     if outdir is None or path.parent.resolve() != outdir:
         return False
-    return path.name == RUN_RECORD or output_stem(path).endswith(("_labels", "_probabilities"))
+    record = Path(RUN_RECORD)
+    kept_aside = path.name.startswith(f"{record.stem}.unreadable-") and path.suffix == ".json"
+    return path.name == RUN_RECORD or kept_aside or path.name in made
+
+
+def _glob(pattern: str) -> list[Path]:
+    """Paths matching ``pattern``, where ``**`` visits every real folder once.
+
+    The standard library's ``glob`` follows a symbolic link to a parent folder again and
+    again (the same files under ever longer paths, exponentially many with two such links);
+    here a folder reached a second time, through a link or otherwise, is not entered again.
+    """
+    parts = Path(pattern).parts
+    if "**" not in parts:
+        return sorted(Path(p) for p in glob.glob(pattern))
+    at = parts.index("**")
+    head = str(Path(*parts[:at])) if at else "."
+    rest = str(Path(*parts[at + 1 :])) if at + 1 < len(parts) else "*"
+    tops = sorted(Path(p) for p in glob.glob(head)) if _GLOB_CHARS & set(head) else [Path(head)]
+    found: set[Path] = set()
+    seen: set[tuple[int, int]] = set()
+    for top in tops:
+        for folder, subfolders, _ in os.walk(top, followlinks=True):
+            stat = os.stat(folder)
+            if (stat.st_dev, stat.st_ino) in seen:
+                subfolders.clear()
+                continue
+            seen.add((stat.st_dev, stat.st_ino))
+            subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
+            found.update(_glob(str(Path(folder) / rest)))
+    return sorted(found)
 
 
 def expand_inputs(
@@ -269,17 +362,24 @@ def expand_inputs(
     files: list[Path] = []
     problems: list[str] = []
     skip_dir = exclude.resolve() if exclude is not None else None
+    made = recorded_outputs(skip_dir / RUN_RECORD) if skip_dir is not None else set()
     for item in inputs:
         text = os.fspath(item)
         if _GLOB_CHARS & set(text) and not Path(text).exists():
-            found = sorted(Path(p) for p in glob.glob(text, recursive=True))
-            matches = [p for p in found if p.is_file() and not p.name.startswith(".")]
+            found = _glob(text)
+            matches = [
+                p
+                for p in found
+                if p.is_file() and not p.name.startswith(".") and not _ours(p, skip_dir, made)
+            ]
             if not matches:
                 problems.append(f"{text}: no file matches this pattern")
             files.extend(matches)
         elif Path(text).is_dir():
             folder = sorted(p for p in Path(text).iterdir() if p.is_file())
-            taken = [p for p in folder if not p.name.startswith(".") and not _ours(p, skip_dir)]
+            taken = [
+                p for p in folder if not p.name.startswith(".") and not _ours(p, skip_dir, made)
+            ]
             if not taken:
                 problems.append(f"{text}: the folder holds no files to segment")
             files.extend(taken)
@@ -287,7 +387,13 @@ def expand_inputs(
             files.append(Path(text))
         else:
             problems.append(f"{text}: no such file or folder")
-    unique = list(dict.fromkeys(files))
+    # One file reached under two names (links) is segmented once, under the first name.
+    seen: set[Path] = set()
+    unique = []
+    for path in files:
+        if path.resolve() not in seen:
+            seen.add(path.resolve())
+            unique.append(path)
     return unique, problems
 
 

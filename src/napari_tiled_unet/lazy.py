@@ -27,6 +27,7 @@ import numpy as np
 from napari_tiled_unet._modelref import LOADS, ModelRef, file_sha256, get_model, remember
 from napari_tiled_unet._prepare import prepare
 from napari_tiled_unet._zarr import open_zarr, segment_to_zarr
+from napari_tiled_unet.normalize import count_nonfinite, network_input, warn_nonfinite
 from napari_tiled_unet.predict import SegmentationResult, normalized_plane
 from napari_tiled_unet.tiling import TilePlan
 
@@ -85,13 +86,18 @@ def _block(
     data = block.reshape(block.shape[-3:])
     unet = get_model(model)
     scale = None
+    if whole:  # the whole plane is in the block: same statistics as in memory
+        h, w = plan.shape
+        core = np.asarray(data[plan.halo : plan.halo + h, plan.halo : plan.halo + w])
+        what = f"plane {plane}" if plane else "the image"
+        warn_nonfinite(
+            count_nonfinite(core), core.size, normalized=normalizer is not None, what=what
+        )
     if normalizer is not None:
         if scales is not None:
             scale = (scales[plane][0], scales[plane][1])
-        elif whole:  # the whole plane is in the block: same statistics as in memory
-            h, w = plan.shape
-            core = data[plan.halo : plan.halo + h, plan.halo : plan.halo + w]
-            scale = normalizer.statistics(np.asarray(core))
+        elif whole:
+            scale = normalizer.statistics(core)
     if whole and scale is not None:
         data = normalized_plane(data, normalizer, scale)
         scale = None
@@ -108,9 +114,7 @@ def _block(
             ]
             for t in batch
         ]
-        inputs = np.stack(cut).astype(np.float32, copy=False)
-        if scale is not None:
-            inputs = normalizer.apply(inputs, *scale)
+        inputs = network_input(np.stack(cut), scale)
         for t, result in zip(batch, unet.predict_batch(inputs)):
             (ys, xs), (ly, lx) = t.owned, t.owned_in_tile
             out[ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0] = result[ly, lx]
@@ -196,11 +200,11 @@ def _dask_reducer(x: Any) -> Any:
 
 
 def _scales(x: Any, normalizer: Any, per_plane: bool) -> np.ndarray:
-    """Exact percentile statistics ``(*planes, 2, C)`` float32 of a dask ``(*P, Y, X, C)``."""
+    """Exact percentile statistics ``(*planes, 2, C)`` float64 of a dask ``(*P, Y, X, C)``."""
     from napari_tiled_unet._percentile import normalizer_statistics
 
     planes = x.shape[:-3]
-    out = np.zeros((*planes, 2, x.shape[-1]), np.float32)
+    out = np.zeros((*planes, 2, x.shape[-1]), np.float64)
     groups = list(np.ndindex(*planes)) if per_plane else [()]
     for index in groups:
         data = x[index] if per_plane else x
@@ -306,6 +310,9 @@ def segment_lazy(
     scales = None
     if normalizer is not None and (normalizer.per == "stack" or not whole):
         scales = _scales(x, normalizer, per_plane=normalizer.per == "plane")
+    if not whole and x.dtype.kind == "f":  # chunks of a plane cannot count for the plane
+        bad = int((~da.isfinite(x)).sum().compute())
+        warn_nonfinite(bad, int(np.prod(x.shape)), normalized=normalizer is not None)
     model_token = model if isinstance(model, ModelRef) else id(unet)
     probs = da.map_overlap(
         _block,

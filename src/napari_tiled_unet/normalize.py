@@ -1,13 +1,116 @@
-"""Intensity normalisation applied before the network (pure numpy)."""
+"""Intensity normalisation applied before the network (pure numpy).
+
+Statistics ignore values that are not finite (NaN, +-inf), and every NaN or infinite input
+pixel enters the network as 0 (the low percentile), so that one bad pixel cannot spread
+through the network's receptive field.  float64 data and integers of 32 bits and more are
+normalised in float64 and only then cast to float32, so that no value overflows and wide
+integers keep their precision; narrower types are normalised in float32.
+"""
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import numpy as np
 
-__all__ = ["MeanStdNormalizer", "Normalizer", "PercentileNormalizer", "normalizer_from_dict"]
+__all__ = [
+    "MeanStdNormalizer",
+    "NonFiniteWarning",
+    "Normalizer",
+    "PercentileNormalizer",
+    "check_dtype",
+    "count_nonfinite",
+    "network_input",
+    "normalizer_from_dict",
+    "warn_nonfinite",
+    "work_dtype",
+]
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+class NonFiniteWarning(UserWarning):
+    """Some input pixels were NaN or infinite and were segmented as the low percentile."""
+
+
+def check_dtype(dtype: Any) -> None:
+    """Raise a one-line TypeError unless ``dtype`` holds real numbers (bool, int, float)."""
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "biuf":
+        kinds = {"c": "complex", "O": "Python object", "U": "text", "S": "bytes"}
+        hint = "np.abs(image) or image.real" if dtype.kind == "c" else "image.astype(np.float32)"
+        raise TypeError(
+            f"images of pixel type {dtype} ({kinds.get(dtype.kind, 'not numbers')}) cannot be "
+            f"segmented; pass real numbers (bool, integers or floats), e.g. {hint}"
+        )
+
+
+def warn_nonfinite(count: int, total: int, *, normalized: bool, what: str = "the image") -> None:
+    """Warn (one line, :class:`NonFiniteWarning`) that ``count`` of ``total`` values were bad."""
+    if count:
+        instead = "the low percentile (0 after normalisation)" if normalized else "0"
+        warnings.warn(
+            f"{count} of {total} pixel values of {what} are NaN or infinite; they were "
+            f"segmented as {instead}",
+            NonFiniteWarning,
+            stacklevel=3,
+        )
+
+
+def work_dtype(dtype: Any) -> np.dtype:
+    """Return the float type data of ``dtype`` are normalised in (float32 or float64)."""
+    dtype = np.dtype(dtype)
+    wide = (dtype.kind == "f" and dtype.itemsize >= 8) or (
+        dtype.kind in "iu" and dtype.itemsize >= 4
+    )
+    return np.dtype(np.float64 if wide else np.float32)
+
+
+def count_nonfinite(data: Any) -> int:
+    """Return how many values of ``data`` are NaN or infinite (0 for integer data)."""
+    arr = np.asarray(data)
+    if arr.dtype.kind not in "fc":
+        return 0
+    return int(arr.size - np.count_nonzero(np.isfinite(arr)))
+
+
+def _finite_float32(values: np.ndarray, data: np.ndarray) -> np.ndarray:
+    """Cast to float32: non-finite inputs become 0, values beyond float32 are clipped."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = values.astype(np.float32, copy=False)
+    if np.isfinite(out).all():  # the usual case: one pass, no copy
+        return out
+    if np.shares_memory(out, data):
+        out = out.copy()  # never fill the caller's array
+    np.clip(out, -_FLOAT32_MAX, _FLOAT32_MAX, out=out)
+    if data.dtype.kind == "f":
+        out[~np.isfinite(data)] = 0.0
+    out[np.isnan(out)] = 0.0
+    return out
+
+
+def network_input(data: Any, scale: tuple[Any, Any] | None = None) -> np.ndarray:
+    """Return float32 network input: ``data`` normalised with ``scale = (low, high)``, or as is.
+
+    NaN and infinite values become 0 (the low percentile when normalising) and values beyond
+    the float32 range are clipped to it, so the network only ever sees finite numbers.
+    """
+    if scale is not None:
+        return PercentileNormalizer.apply(data, *scale)
+    arr = np.asarray(data)
+    if arr.dtype.kind == "b":
+        arr = arr.view(np.uint8)
+    return _finite_float32(arr, arr)
+
+
+def no_finite_value_error(channel: int, channels: int, size: int) -> ValueError:
+    where = f" in channel {channel}" if channels > 1 else ""
+    return ValueError(
+        f"no finite pixel value{where}: all {size} are NaN or infinite; check the image "
+        "(an empty or failed acquisition?) or replace its NaN values before segmenting"
+    )
 
 
 @dataclass(frozen=True)
@@ -40,16 +143,48 @@ class PercentileNormalizer:
             raise ValueError(f"per must be 'plane' or 'stack', got {self.per!r}")
 
     def statistics(self, data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Return the per-channel ``(low, high)`` values of ``(..., C)`` data."""
-        flat = np.asarray(data).reshape(-1, data.shape[-1])
-        lo, hi = np.percentile(flat, [self.low, self.high], axis=0)
-        return lo.astype(np.float32), (hi + self.eps).astype(np.float32)
+        """Return the per-channel ``(low, high)`` values of ``(..., C)`` data (float64).
+
+        NaN and infinite values are left out; a channel without any finite value is a
+        ValueError.  The percentiles are taken of the data as they are (no cast first).
+        """
+        arr = np.asarray(data)
+        if arr.dtype.kind == "b":
+            arr = arr.view(np.uint8)
+        flat = arr.reshape(-1, arr.shape[-1])
+        q = [self.low, self.high]
+        if flat.dtype.kind != "f" or np.isfinite(flat).all():
+            lo, hi = np.percentile(flat, q, axis=0)
+            return lo, hi + self.eps
+        values = np.empty((2, flat.shape[1]), np.float64)
+        for channel in range(flat.shape[1]):
+            column = flat[:, channel]
+            finite = column[np.isfinite(column)]
+            if finite.size == 0:
+                raise no_finite_value_error(channel, flat.shape[1], column.size)
+            values[:, channel] = np.percentile(finite, q)
+        return values[0], values[1] + self.eps
 
     @staticmethod
     def apply(data: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-        """Scale ``(..., C)`` data so ``lo`` -> 0 and ``hi`` -> 1, as float32."""
-        scale = np.where(hi != lo, hi - lo, 1.0).astype(np.float32)
-        return (np.asarray(data, dtype=np.float32) - lo) / scale
+        """Scale ``(..., C)`` data so ``lo`` -> 0 and ``hi`` -> 1, as finite float32.
+
+        The arithmetic runs in :func:`work_dtype` of the data; NaN and infinite values
+        become 0, results beyond the float32 range are clipped to it.
+        """
+        arr = np.asarray(data)
+        if arr.dtype.kind == "b":
+            arr = arr.view(np.uint8)
+        work = work_dtype(arr.dtype)
+        lo, hi = np.asarray(lo).astype(work), np.asarray(hi).astype(work)
+        with np.errstate(over="ignore", invalid="ignore"):
+            span = hi - lo
+            if not np.isfinite(span).all():  # a range wider than the float type: halve it
+                lo, hi, arr = lo / 2, hi / 2, arr.astype(work) / 2
+                span = hi - lo
+            scale = np.where(hi > lo, span, 1.0).astype(work)
+            values = (np.asarray(arr, dtype=work) - lo) / scale
+        return _finite_float32(values, np.asarray(data))
 
     def to_dict(self) -> dict[str, Any]:
         """Serialise for model metadata."""

@@ -21,7 +21,12 @@ from napari_tiled_unet._prepare import (
     prepare,
     stack_statistics,
 )
-from napari_tiled_unet.normalize import Normalizer, PercentileNormalizer
+from napari_tiled_unet.normalize import (
+    Normalizer,
+    count_nonfinite,
+    network_input,
+    warn_nonfinite,
+)
 from napari_tiled_unet.sizing import Rescale, resize
 from napari_tiled_unet.tiling import Tile, TilePlan, cut_tile
 
@@ -109,11 +114,20 @@ def class_labels(probabilities: Any) -> Any:
 def normalized_plane(
     plane: Any, normalizer: Normalizer | None, scale: Scale | None = None
 ) -> np.ndarray:
-    """Load a ``(Y, X, C)`` plane as float32, normalised with ``scale`` or its own statistics."""
-    data = np.asarray(plane, dtype=np.float32)
+    """Load a ``(Y, X, C)`` plane as float32, normalised with ``scale`` or its own statistics.
+
+    NaN and infinite pixels become 0 (see :func:`~napari_tiled_unet.normalize.network_input`);
+    a plane without any finite value is a ValueError.
+    """
+    data = np.asarray(plane)
     if normalizer is None:
-        return data
-    lo, hi = scale if scale is not None else normalizer.statistics(np.asarray(plane))
+        if data.size and count_nonfinite(data) == data.size:
+            raise ValueError(
+                f"no finite pixel value: all {data.size} are NaN or infinite; check the image "
+                "or replace its NaN values before segmenting"
+            )
+        return network_input(data)
+    lo, hi = scale if scale is not None else normalizer.statistics(data)
     return normalizer.apply(data, lo, hi)
 
 
@@ -144,11 +158,7 @@ def iter_plane(
         each tile's ``owned_in_tile`` part into ``owned`` (see :func:`stitch`).
     """
     for batch in plan.batches():
-        inputs = np.stack([cut_tile(plane, tile, plan) for tile in batch])
-        if scale is None:
-            inputs = inputs.astype(np.float32, copy=False)
-        else:
-            inputs = PercentileNormalizer.apply(inputs, *scale)
+        inputs = network_input(np.stack([cut_tile(plane, tile, plan) for tile in batch]), scale)
         yield batch, unet.predict_batch(inputs)
 
 
@@ -224,8 +234,11 @@ def iter_segment(
     stack_scale = None
     if normalizer is not None and normalizer.per == "stack":
         stack_scale = stack_statistics(job)
+    bad = 0
     for number, index in enumerate(todo):
-        plane = normalized_plane(job.canonical[index], normalizer, stack_scale)
+        raw = np.asarray(job.canonical[index])
+        bad += count_nonfinite(raw)
+        plane = normalized_plane(raw, normalizer, stack_scale)
         if job.rescale.active:
             yield from _rescaled_events(job, plane, probs, index, (number, len(todo)))
             continue
@@ -240,6 +253,8 @@ def iter_segment(
             yield TileProgress(
                 index, number, len(todo), done, plan.n_tiles, region, probs[index][region]
             )
+    total = len(todo) * height * width * int(job.canonical.shape[-1])
+    warn_nonfinite(bad, total, normalized=normalizer is not None)
     probs = np.transpose(probs, [*job.layout.output_order(), probs.ndim - 1])
     names = unet.metadata.class_names
     return SegmentationResult(probs, job.layout.output_axes, names, plan, job.rescale)
@@ -288,9 +303,11 @@ def segment(
     model : UNetModel, keras.Model or path-like
         The network, or a ``.keras`` / ``.h5`` file to load.
     image : array-like, dask array, zarr array or path
-        Any real dtype; converted to float32.  Lazy arrays (dask, zarr) are read one plane
-        (or one tile) at a time.  A path opens a zarr array or an OME-Zarr image (its
-        full-resolution level; axes from its metadata unless given).
+        Bool, integer or float pixels (normalised, then float32; NaN and infinite pixels
+        are left out of the statistics and enter the network as 0, with one
+        :class:`~napari_tiled_unet.NonFiniteWarning`).  Lazy arrays (dask,
+        zarr) are read one plane (or one tile) at a time.  A path opens a zarr array or
+        an OME-Zarr image (its full-resolution level; axes from its metadata unless given).
     axes : str, optional
         One letter per dimension, e.g. ``"YX"``, ``"YXC"``, ``"ZYX"``, ``"TZYXC"``.  Axes other
         than Y, X and C are processed plane by plane.  Required unless the image is 2D.
@@ -323,6 +340,13 @@ def segment(
     -------
     SegmentationResult
         ``.probabilities`` (float32, non-channel axes + classes) and ``.labels``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        One line: an unsupported pixel type (e.g. complex), bad axes, options of the wrong
+        type or range (``tile_size`` not an integer, ``batch_size < 1``), channels that do
+        not fit the model, or an image without any finite pixel.
     """
     options: dict[str, Any] = dict(
         tile_size=tile_size,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -317,6 +318,28 @@ def _auto_tile_sizes(spec: NetworkSpec, cover: tuple[int, int], budget: int) -> 
     return (min(smallest, cover[0]), min(smallest, cover[1]))
 
 
+def _is_int(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _check_options(tile_size: Any, memory_budget: Any, batch_size: Any) -> None:
+    """One-line TypeError / ValueError for tiling options of the wrong type or range."""
+    if tile_size is not None:
+        pair = isinstance(tile_size, (tuple, list))
+        sizes = tile_size if pair else (tile_size,)
+        if len(sizes) != (2 if pair else 1) or not all(_is_int(s) for s in sizes):
+            raise TypeError(
+                f"tile_size must be an integer or a (Y, X) pair of integers, got {tile_size!r}"
+            )
+    for name, value in (("batch_size", batch_size), ("memory_budget", memory_budget)):
+        if value is None:
+            continue
+        if not _is_int(value):
+            raise TypeError(f"{name} must be an integer, got {value!r}")
+        if value < 1:
+            raise ValueError(f"{name} must be at least 1, got {value!r}")
+
+
 def plan_tiles(
     shape: tuple[int, int],
     spec: NetworkSpec,
@@ -349,6 +372,7 @@ def plan_tiles(
     """
     if len(shape) != 2 or min(shape) < 1:
         raise ValueError(f"expected a non-empty (Y, X) image shape, got {tuple(shape)}")
+    _check_options(tile_size, memory_budget, batch_size)
     budget = DEFAULT_MEMORY_BUDGET if memory_budget is None else int(memory_budget)
     cover = (
         spec.smallest_input_for_output(shape[0]),

@@ -58,6 +58,11 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="model file written whenever the model improves",
     )
     files.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace OUTPUT if it exists; default: refuse (example: --overwrite)",
+    )
+    files.add_argument(
         "--init",
         type=Path,
         metavar="MODEL.keras",
@@ -93,6 +98,10 @@ def _check_args(args: argparse.Namespace) -> str | None:
     """Return what is wrong with the file arguments (before anything heavy loads), or None."""
     if args.output.suffix != ".keras":
         return f"the output must end in .keras, got {args.output.name!r}"
+    if args.output.is_dir():
+        return f"the output {args.output} is a folder; give a model file name ending in .keras"
+    if args.output.exists() and not args.overwrite:
+        return f"{args.output} exists; pass --overwrite to replace it, or choose another name"
     groups = [("--labels", args.labels), ("--val-labels", args.val_labels)]
     pairs = [(args.images, args.labels), (args.val_images, args.val_labels)]
     for (flag, second), (first, _) in zip(groups, pairs):

@@ -9,19 +9,20 @@ one ``numpy.random.Generator``, so a seed fixes the tile stream.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from napari_tiled_unet.normalize import PercentileNormalizer
+from napari_tiled_unet.normalize import NonFiniteWarning, PercentileNormalizer, network_input
 from napari_tiled_unet.train.appearance import appearance_jitter, zoomed_window
 from napari_tiled_unet.train.augment import augment_pair
 from napari_tiled_unet.train.sampling import center_crop, sample_tile
 from napari_tiled_unet.train.targets import check_instances, instance_to_classes
 from napari_tiled_unet.train.weightmap import weight_map
 
-__all__ = ["PreparedImage", "WeightOptions", "prepare_images", "sample_batch"]
+__all__ = ["PreparedImage", "WeightOptions", "check_learnable", "prepare_images", "sample_batch"]
 
 
 @dataclass(frozen=True)
@@ -96,8 +97,12 @@ def prepare_images(
     options: WeightOptions,
     normalizer: PercentileNormalizer | None = None,
     ignore: Sequence[np.ndarray | None] | None = None,
+    name: str = "training",
 ) -> list[PreparedImage]:
     """Check, normalise and precompute targets and weights for every image.
+
+    Pixels with a NaN or infinite value (in any channel) get loss weight 0, as if not
+    annotated, and enter the network as 0; one :class:`NonFiniteWarning` counts them.
 
     Parameters
     ----------
@@ -111,6 +116,8 @@ def prepare_images(
         Applied per image (its percentiles of that image); None keeps values as float32.
     ignore : sequence of (ndarray of bool or None), optional
         Per image, True where not annotated: loss weight 0 there.
+    name : str
+        What the images are, for messages ("training", "validation").
 
     Returns
     -------
@@ -124,15 +131,68 @@ def prepare_images(
     masks = list(ignore) if ignore is not None else [None] * len(images)
     if len(masks) != len(images):
         raise ValueError(f"got {len(masks)} ignore masks for {len(images)} images")
-    prepared = []
+    prepared, bad, total = [], 0, 0
     for index, (image, label, mask) in enumerate(zip(images, labels, masks)):
         inst = check_instances(label)
         arr = _as_channels_last(image, inst, index)
         _check_ignore(mask, inst.shape, index)
-        prepared.append(_prepare_one(arr, inst, mask, options, normalizer))
+        item, count = _prepare_one(arr, inst, mask, options, normalizer)
+        if count == inst.size:
+            raise ValueError(
+                f"{name} image {index} has no finite pixel value (all NaN or infinite); "
+                "check it or leave it out"
+            )
+        prepared.append(item)
+        bad, total = bad + count, total + inst.size
     if len({p.image.shape[-1] for p in prepared}) > 1:
         raise ValueError("all images must have the same number of channels")
+    if bad:
+        warnings.warn(
+            f"{bad} of {total} pixels of the {name} images are NaN or infinite; they get loss "
+            "weight 0 (as if not annotated)",
+            NonFiniteWarning,
+            stacklevel=2,
+        )
     return prepared
+
+
+def check_learnable(prepared: Sequence[PreparedImage], n_classes: int) -> None:
+    """Raise a one-line ValueError when the training data cannot teach every class.
+
+    The annotated pixels (loss weight > 0) of all images together must hold each class at
+    least once: background, objects and, with 3 classes, object interiors and borders.
+    """
+    seen = np.zeros(n_classes, np.int64)
+    for item in prepared:
+        counted = item.classes[item.weights > 0]
+        seen += np.bincount(counted.ravel(), minlength=n_classes)[:n_classes]
+    if not seen.any():
+        raise ValueError(
+            "every training pixel is marked not annotated (or NaN): there is nothing to "
+            "learn; leave annotated regions out of the not-annotated masks"
+        )
+    if not seen[1:].any():
+        raise ValueError(
+            "the labels hold no object in any training image (all annotated pixels are 0, "
+            "background): there is nothing to learn; label the objects with numbers 1, 2, ..."
+        )
+    missing = [_CLASS_NAMES[n_classes][k] for k in range(n_classes) if not seen[k]]
+    if missing:
+        hint = {
+            "background": "annotate some background (0) around the objects too",
+            "object interior": "objects of 1-2 px are all border: label larger objects, or "
+            "train 2 classes",
+            "object border": "objects must meet background or each other somewhere",
+        }[missing[0]]
+        raise ValueError(
+            f"no annotated pixel of class '{missing[0]}' for a {n_classes}-class model; {hint}"
+        )
+
+
+_CLASS_NAMES = {
+    2: ("background", "object"),
+    3: ("background", "object interior", "object border"),
+}
 
 
 def _prepare_one(
@@ -141,10 +201,21 @@ def _prepare_one(
     ignore: np.ndarray | None,
     options: WeightOptions,
     normalizer: PercentileNormalizer | None,
-) -> PreparedImage:
-    data = np.asarray(image, dtype=np.float32)
+) -> tuple[PreparedImage, int]:
+    """Prepare one image; also return how many of its pixels are NaN or infinite."""
+    raw = np.asarray(image)
+    bad = ~np.isfinite(raw).all(axis=-1) if raw.dtype.kind == "f" else None
+    count = int(bad.sum()) if bad is not None else 0
+    if count == labels.size:
+        return PreparedImage(np.zeros(raw.shape, np.float32), labels, labels), count
+    if count:
+        ignore = bad if ignore is None else (np.asarray(ignore, dtype=bool) | bad)
     if normalizer is not None:
-        data = normalizer.apply(data, *normalizer.statistics(data))
+        data = normalizer.apply(raw, *normalizer.statistics(raw))
+    else:
+        data = network_input(raw)
+    if bad is not None and count:
+        data[bad] = 0.0  # every channel of a pixel with one bad value
     classes = instance_to_classes(
         labels, n_classes=options.n_classes, border_width=options.border_width
     )
@@ -161,7 +232,7 @@ def _prepare_one(
         weights = np.ones(labels.shape, np.float32)
         if ignore is not None:
             weights[np.asarray(ignore, dtype=bool)] = 0.0
-    return PreparedImage(np.ascontiguousarray(data), classes, weights)
+    return PreparedImage(np.ascontiguousarray(data), classes, weights), count
 
 
 def _sample_one(

@@ -76,7 +76,10 @@ def build_training_model(
 
 
 def make_train_step(model: Any, config: TrainConfig) -> Any:
-    """Return a compiled step ``(inputs, classes, weights) -> loss`` that updates ``model``.
+    """Return a compiled step ``(inputs, classes, weights) -> (loss, updated)``.
+
+    The step updates ``model`` unless the loss or a gradient is not finite; ``updated``
+    (a boolean tensor) says whether it did.
 
     The optimiser is Adam, or SGD with ``config.momentum`` (the paper's 0.99).  Inputs are
     ``(B, S, S, C)`` tiles, classes and weights ``(B, s, s)`` at the output size.
@@ -90,14 +93,26 @@ def make_train_step(model: Any, config: TrainConfig) -> Any:
         optimizer = keras.optimizers.Adam(learning_rate=config.lr)
     optimizer.build(model.trainable_variables)
 
-    # No AutoGraph: the step has no tensor-dependent Python control flow to convert.
+    variables = model.trainable_variables
+
+    # No AutoGraph: the one branch is an explicit tf.cond.
     @tf.function(autograph=False, reduce_retracing=True)
     def step(x: Any, y: Any, w: Any) -> Any:
         with tf.GradientTape() as tape:
             loss = weighted_cross_entropy(model(x, training=True), y, w)
-        grads = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        return loss
+        grads = tape.gradient(loss, variables)
+        # A non-finite loss or gradient skips the update, so that the weights stay finite
+        # (the clipped logarithm of the loss can hide NaN probabilities; gradients cannot).
+        finite = tf.math.is_finite(loss)
+        for grad in grads:
+            if grad is not None:
+                finite = tf.logical_and(finite, tf.reduce_all(tf.math.is_finite(grad)))
+
+        def update() -> Any:
+            optimizer.apply_gradients(zip(grads, variables))
+            return tf.constant(True)
+
+        return loss, tf.cond(finite, update, lambda: tf.constant(False))
 
     return step
 

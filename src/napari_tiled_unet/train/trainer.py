@@ -23,7 +23,12 @@ import numpy as np
 from napari_tiled_unet.model.files import ModelMetadata, UNetModel, save_model
 from napari_tiled_unet.normalize import PercentileNormalizer, normalizer_from_dict
 from napari_tiled_unet.train.config import TrainConfig, TrainProgress
-from napari_tiled_unet.train.data import PreparedImage, prepare_images, sample_batch
+from napari_tiled_unet.train.data import (
+    PreparedImage,
+    check_learnable,
+    prepare_images,
+    sample_batch,
+)
 from napari_tiled_unet.train.engine import (
     build_training_model,
     make_train_step,
@@ -89,8 +94,16 @@ def _prepare(
     train = prepare_images(
         data[0], data[1], options=options, normalizer=normalizer, ignore=data[2]
     )
+    check_learnable(train, config.num_classes)
     checked = (
-        prepare_images(val[0], val[1], options=options, normalizer=normalizer, ignore=val[2])
+        prepare_images(
+            val[0],
+            val[1],
+            options=options,
+            normalizer=normalizer,
+            ignore=val[2],
+            name="validation",
+        )
         if len(val[0]) or len(val[1])
         else []
     )
@@ -171,14 +184,27 @@ def _train_step(run: _Run) -> float:
         appearance=cfg.appearance,
         object_size=run.unet.metadata.object_size or 20.0,
     )
-    loss = float(run.step_fn(x, y, w))
+    loss, finite = run.step_fn(x, y, w)
+    loss = float(loss)
     run.steps += 1
-    if not math.isfinite(loss):
+    if not (bool(finite) and math.isfinite(loss)):
+        what = f"loss {loss}" if not math.isfinite(loss) else "gradients not finite"
         raise ValueError(
-            f"training diverged (loss {loss}) at step {run.steps}; lower the learning rate "
-            f"(now {cfg.lr:g})"
+            f"training diverged ({what}) at step {run.steps} and was stopped before any "
+            f"weight became non-finite; lower the learning rate (now {cfg.lr:g})"
         )
     return loss
+
+
+def _check_weights(run: _Run) -> list[np.ndarray]:
+    """Return the model's weights; a ValueError if one is not finite (never saved)."""
+    weights = run.unet.keras_model.get_weights()
+    if not all(np.isfinite(w).all() for w in weights):
+        raise ValueError(
+            f"a weight of the model is not finite after step {run.steps}; nothing was saved "
+            f"from this epoch: lower the learning rate (now {run.config.lr:g})"
+        )
+    return weights
 
 
 def _improved(run: _Run) -> bool:
@@ -212,11 +238,12 @@ def _end_epoch(run: _Run, epoch: int, loss: float, checkpoint: Path | None) -> d
     cfg = run.config
     validated = bool(run.val) and (epoch % cfg.validate_every == 0 or epoch == cfg.epochs)
     improved = False
+    weights = _check_weights(run)
     if validated:
         run.val_loss, run.val_iou = validate(run.unet, run.val)
         improved = _improved(run)
         if improved:
-            run.best_weights = run.unet.keras_model.get_weights()
+            run.best_weights = weights
             run.best_at = (epoch, run.steps)
     run.history.append(
         {"epoch": epoch, "step": run.steps, "loss": loss}
@@ -295,7 +322,8 @@ def train(
         Network shape, tiles, steps, optimiser, loss weighting, augmentation, seed.
     images : sequence of ndarray
         ``(Y, X)`` or ``(Y, X, C)`` training images (any real dtype; normalised with
-        percentiles 1 / 99.8 per image, or as ``init`` was).
+        percentiles 1 / 99.8 per image, or as ``init`` was).  NaN or infinite pixels get
+        loss weight 0, with a warning.
     labels : sequence of ndarray of int
         Instance labels ``(Y, X)`` per image: 0 background, one integer per object.
     val_images, val_labels : sequence of ndarray, optional
@@ -313,6 +341,13 @@ def train(
     -------
     UNetModel
         The best model (validation) or the last one, with metadata recording the training.
+
+    Raises
+    ------
+    ValueError
+        Before training, with one line, for data it cannot learn from (no object, every
+        pixel not annotated, a class no annotated pixel has); during training when a loss
+        or gradient is not finite (the weights are left as they were, nothing is saved).
     """
     steps = iter_train(
         config,
