@@ -132,18 +132,14 @@ def _rescaled_block(
     block_info: Any = None,
 ) -> np.ndarray:
     """Probabilities of one whole plane, resampled to the model's scale and back."""
-    from napari_tiled_unet.predict import rescaled_plane
+    from napari_tiled_unet.predict import drain, rescaled_plane
 
     plane_index = tuple(start for start, _ in block_info[None]["array-location"][:-3])
     data = block.reshape(block.shape[-3:])
     scale = None if scales is None else (scales[plane_index][0], scales[plane_index][1])
     plane = normalized_plane(data, normalizer, scale)
-    steps = rescaled_plane(get_model(model), plane, plan, shape)
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            return done.value.reshape(block.shape[:-1] + done.value.shape[-1:])
+    out = drain(rescaled_plane(get_model(model), plane, plan, shape))
+    return out.reshape(block.shape[:-1] + out.shape[-1:])
 
 
 def _rescaled_lazy(model: Any, unet: Any, job: Any, x: Any, chunks: Any) -> SegmentationResult:

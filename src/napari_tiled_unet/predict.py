@@ -34,6 +34,7 @@ __all__ = [
     "SegmentationResult",
     "TileProgress",
     "class_labels",
+    "drain",
     "iter_plane",
     "iter_segment",
     "rescaled_plane",
@@ -363,7 +364,11 @@ def segment(
         from napari_tiled_unet.lazy import segment_lazy
 
         return segment_lazy(model, image, axes=axes, normalize=normalize, chunks=chunks, **options)
-    steps = iter_segment(model, image, axes=axes, normalize=normalize, **options)
+    return drain(iter_segment(model, image, axes=axes, normalize=normalize, **options))
+
+
+def drain(steps: Generator[Any, None, Any]) -> Any:
+    """Run a progress generator to its end and return its return value."""
     while True:
         try:
             next(steps)
