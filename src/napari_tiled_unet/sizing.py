@@ -64,20 +64,36 @@ def _otsu(values: np.ndarray) -> float:
     return float(centres[int(np.nanargmax(between))])
 
 
+def _bin(image: np.ndarray, step: int) -> np.ndarray:
+    """Mean of ``step x step`` blocks (the ragged edge dropped): a cheap, antialiased shrink."""
+    if step == 1:
+        return image
+    ny, nx = (max(1, n // step) for n in image.shape)
+    if image.shape[0] < step or image.shape[1] < step:
+        return image.mean(keepdims=True)
+    blocks = image[: ny * step, : nx * step].reshape(ny, step, nx, step)
+    return blocks.mean(axis=(1, 3), dtype=np.float32)
+
+
 def _blob_radius(image: np.ndarray) -> float:
     """Coarse radius: the scale of the strongest scale-normalised Laplacian-of-Gaussian energy.
 
     A disc of radius ``r`` answers most strongly at ``sigma = r / sqrt(2)``; summing the
     squared positive responses over the image makes the peak a property of the typical
-    bright blob, not of the single brightest one.  Large scales run on a downsampled image.
+    bright blob, not of the single brightest one.  Each scale runs on the level of a 2x
+    binning pyramid where it is 2-4 px wide, so large scales cost next to nothing; the
+    finest scales (objects under ~11 px) see only the central 512 x 512 px, where such
+    small objects are counted in the thousands.
     """
     sigmas = np.exp(np.linspace(np.log(1.0), np.log(min(80.0, max(image.shape) / 4)), 18))
+    pyramid = [_central_crop(image, 512 * 512), _bin(image, 2)]
     energy = []
     for sigma in sigmas:
-        step = max(1, int(sigma // 2))
-        data = image if step == 1 else resize(image, scaled_shape(image.shape, 1 / step))
-        s = sigma / step
-        response = -(s**2) * ndi.gaussian_laplace(data, s)
+        level = int(np.log2(max(1.0, sigma / 2)))
+        while len(pyramid) <= level:
+            pyramid.append(_bin(pyramid[-1], 2))
+        s = sigma / 2**level
+        response = -(s**2) * ndi.gaussian_laplace(pyramid[level], s)
         energy.append(float(np.mean(np.clip(response, 0, None) ** 2)))
     values = np.array(energy)
     best = int(np.argmax(values))
@@ -101,17 +117,21 @@ def _split_diameter(image: np.ndarray, radius: float) -> float | None:
     if n == 0:
         return None
     distance = ndi.distance_transform_edt(np.pad(mask, 1, mode="edge"))[1:-1, 1:-1]
-    inscribed = np.asarray(ndi.maximum(distance, objects, np.arange(1, n + 1)))
+    inscribed = np.zeros(n + 1)
+    np.maximum.at(inscribed, objects.ravel(), distance.ravel())  # per blob, without a sort
+    inscribed = inscribed[1:]
     inscribed = inscribed[inscribed >= 1]  # single-pixel specks say nothing about size
     if inscribed.size == 0:
         return None
     # Each blob's inscribed radius is about one nucleus' even for clumps; small debris is
     # left out relative to the larger blobs.
     typical = float(np.median(inscribed[inscribed >= 0.4 * np.percentile(inscribed, 75)]))
+    # Without ``labels`` (one pass over the plane, not one per blob): the distance is 0
+    # between blobs, so every peak lies inside one.
     peaks = peak_local_max(
-        ndi.gaussian_filter(distance, typical / 4),
+        ndi.gaussian_filter(distance, typical / 4) * mask,
         min_distance=max(1, int(0.7 * typical)),
-        labels=objects,
+        threshold_abs=0.5,
         exclude_border=False,
     )
     markers = np.zeros(mask.shape, np.int32)
@@ -168,15 +188,15 @@ def estimate_object_size(image: np.ndarray, *, channel_axis: int | None = None) 
     finite = np.isfinite(arr)
     if not finite.any():
         return None
-    low, high = np.percentile(arr[finite], [1.0, 99.8])
+    sample = arr[::2, ::2][finite[::2, ::2]] if arr.size > 65536 else arr[finite]
+    low, high = np.percentile(sample if sample.size else arr[finite], [1.0, 99.8])
     if not high > low:
         return None
     data = np.clip((np.where(finite, arr, low) - low) / (high - low), 0, 1).astype(np.float32)
     data = _central_crop(data, _MAX_PIXELS)
     radius = _blob_radius(data)
     step = max(1, int(radius // 5))  # 5 px radii are enough to measure; faster on big nuclei
-    if step > 1:
-        data = resize(data, scaled_shape(data.shape, 1 / step))
+    data = _bin(data, step)
     found = _split_diameter(data, radius / step)
     return None if found is None else found * step
 
