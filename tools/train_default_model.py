@@ -21,8 +21,20 @@ Training runs in stages (``--stages``; each starts from the previous one's best 
 with a lower learning rate) and every finished stage is kept in ``--work``: a run that was
 stopped resumes at the first unfinished stage.
 
+After the last stage the class-balance bias of the border class is partly undone
+(:mod:`napari_tiled_unet.train.calibrate`, alpha chosen by mAP on the real validation
+images) and the model is written.
+
     python tools/train_default_model.py -o nuclei2d_candidate.keras
     python tools/train_default_model.py --depth 4 -o /tmp/d4b16.keras   # a candidate
+
+The bundled ``nuclei2d.keras`` was made in two fine-tuning runs from the project's first
+bundled model (``git show 60d2b74:src/napari_tiled_unet/data/models/nuclei2d.keras``):
+
+    python tools/train_default_model.py --init first.keras --object-size 20 --stages 3 \\
+        --learning-rate 5e-4 --seed 0 --no-calibrate -o at20.keras
+    python tools/train_default_model.py --init at20.keras --object-size 16 --stages 2 \\
+        --learning-rate 2.5e-4 --seed 10 -o nuclei2d.keras
 """
 
 from __future__ import annotations
@@ -193,7 +205,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--depth", type=int, default=3)
     parser.add_argument("--base-filters", type=int, default=16)
-    parser.add_argument("--object-size", type=float, default=20.0, help="model scale (px)")
+    parser.add_argument("--object-size", type=float, default=16.0, help="model scale (px)")
     parser.add_argument("--steps", type=int, default=200, help="steps per epoch")
     parser.add_argument("--epochs", type=int, default=5, help="epochs per stage")
     parser.add_argument("--stages", type=int, default=2)
@@ -201,6 +213,12 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--synthetic", type=int, default=40, help="generated images")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--no-calibrate",
+        dest="calibrate",
+        action="store_false",
+        help="keep the trained logits (e.g. for a model that will be fine-tuned further)",
+    )
     parser.add_argument(
         "--init", type=Path, default=None, help="start the first stage from this model file"
     )
@@ -224,7 +242,8 @@ def main() -> None:
     from napari_tiled_unet import load_model, save_model
 
     model = load_model(previous)
-    model = calibrated(model, data)
+    if args.calibrate:
+        model = calibrated(model, data)
     save_model(model, args.output)
     print(f"training time: {time.perf_counter() - start:.0f} s")
     print(

@@ -86,7 +86,15 @@ def relabel_sequential(labels: np.ndarray, *, min_size: int = 0) -> np.ndarray:
         raise ValueError("labels must be non-negative integers (0 = background)")
     if not isinstance(min_size, (int, np.integer)) or min_size < 0:
         raise ValueError(f"min_size must be an integer >= 0 pixels, got {min_size!r}")
-    # np.unique rather than bincount: label ids may be huge and sparse.
+    top = int(arr.max(initial=0))
+    if top <= max(arr.size, 65536):  # ids dense enough: a table lookup, no sort
+        counts = np.bincount(arr.ravel(), minlength=top + 1)
+        keep = counts >= max(min_size, 1)
+        keep[0] = False
+        mapping = np.zeros(top + 1, dtype=np.int64)
+        mapping[keep] = np.arange(1, int(keep.sum()) + 1)
+        return mapping[arr].astype(_smallest_uint(int(keep.sum())))
+    # Huge, sparse label ids: np.unique instead of a table over all of them.
     ids, inverse, counts = np.unique(arr, return_inverse=True, return_counts=True)
     keep = (counts >= min_size) & (ids != 0)
     mapping = np.zeros(ids.size, dtype=np.int64)
