@@ -13,28 +13,28 @@ __version__ = "0.1.0"
 # Public name -> module that defines it.  Resolved lazily (PEP 562) so that
 # ``import napari_tiled_unet`` never imports TensorFlow, Qt or napari.
 _EXPORTS = {
-    "build_unet": "napari_tiled_unet.model.builder",
-    "UNetModel": "napari_tiled_unet.model.files",
-    "ModelMetadata": "napari_tiled_unet.model.files",
-    "load_model": "napari_tiled_unet.model.files",
-    "save_model": "napari_tiled_unet.model.files",
-    "valid_input_sizes": "napari_tiled_unet.model.geometry",
-    "output_size": "napari_tiled_unet.model.geometry",
-    "halo": "napari_tiled_unet.model.geometry",
-    "nearest_valid_input_size": "napari_tiled_unet.model.geometry",
-    "is_valid_input_size": "napari_tiled_unet.model.geometry",
-    "PercentileNormalizer": "napari_tiled_unet.normalize",
-    "NonFiniteWarning": "napari_tiled_unet.normalize",
-    "segment": "napari_tiled_unet.predict",
-    "iter_segment": "napari_tiled_unet.predict",
-    "SegmentationResult": "napari_tiled_unet.predict",
-    "TileProgress": "napari_tiled_unet.predict",
-    "plan_tiles": "napari_tiled_unet.tiling",
-    "TrainConfig": "napari_tiled_unet.train.config",
-    "TrainProgress": "napari_tiled_unet.train.config",
-    "iter_train": "napari_tiled_unet.train.trainer",
-    "train_unet": "napari_tiled_unet.train.trainer",
-    "TilePlan": "napari_tiled_unet.tiling",
+    "build_unet": "napari_tiled_unet.core.model.builder",
+    "UNetModel": "napari_tiled_unet.core.model.files",
+    "ModelMetadata": "napari_tiled_unet.core.model.files",
+    "load_model": "napari_tiled_unet.core.model.files",
+    "save_model": "napari_tiled_unet.core.model.files",
+    "valid_input_sizes": "napari_tiled_unet.core.model.geometry",
+    "output_size": "napari_tiled_unet.core.model.geometry",
+    "halo": "napari_tiled_unet.core.model.geometry",
+    "nearest_valid_input_size": "napari_tiled_unet.core.model.geometry",
+    "is_valid_input_size": "napari_tiled_unet.core.model.geometry",
+    "PercentileNormalizer": "napari_tiled_unet.core.normalize",
+    "NonFiniteWarning": "napari_tiled_unet.core.normalize",
+    "segment": "napari_tiled_unet.core.predict",
+    "iter_segment": "napari_tiled_unet.core.predict",
+    "SegmentationResult": "napari_tiled_unet.core.predict",
+    "TileProgress": "napari_tiled_unet.core.predict",
+    "plan_tiles": "napari_tiled_unet.core.tiling",
+    "TrainConfig": "napari_tiled_unet.core.train.config",
+    "TrainProgress": "napari_tiled_unet.core.train.config",
+    "iter_train": "napari_tiled_unet.core.train.trainer",
+    "train_unet": "napari_tiled_unet.core.train.trainer",
+    "TilePlan": "napari_tiled_unet.core.tiling",
 }
 
 __all__ = ["__version__", *_EXPORTS]
@@ -58,23 +58,23 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for static type checkers only
-    from napari_tiled_unet.model.builder import build_unet
-    from napari_tiled_unet.model.files import ModelMetadata, UNetModel, load_model, save_model
-    from napari_tiled_unet.model.geometry import (
+    from napari_tiled_unet.core.model.builder import build_unet
+    from napari_tiled_unet.core.model.files import ModelMetadata, UNetModel, load_model, save_model
+    from napari_tiled_unet.core.model.geometry import (
         halo,
         is_valid_input_size,
         nearest_valid_input_size,
         output_size,
         valid_input_sizes,
     )
-    from napari_tiled_unet.normalize import NonFiniteWarning, PercentileNormalizer
-    from napari_tiled_unet.predict import (
+    from napari_tiled_unet.core.normalize import NonFiniteWarning, PercentileNormalizer
+    from napari_tiled_unet.core.predict import (
         SegmentationResult,
         TileProgress,
         iter_segment,
         segment,
     )
-    from napari_tiled_unet.tiling import TilePlan, plan_tiles
-    from napari_tiled_unet.train.config import TrainConfig, TrainProgress
-    from napari_tiled_unet.train.trainer import iter_train
-    from napari_tiled_unet.train.trainer import train as train_unet
+    from napari_tiled_unet.core.tiling import TilePlan, plan_tiles
+    from napari_tiled_unet.core.train.config import TrainConfig, TrainProgress
+    from napari_tiled_unet.core.train.trainer import iter_train
+    from napari_tiled_unet.core.train.trainer import train as train_unet

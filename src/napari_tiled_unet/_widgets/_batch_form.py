@@ -23,8 +23,8 @@ from magicgui.widgets import (
 from magicgui.widgets.bases import Widget
 from qtpy.QtWidgets import QAbstractItemView, QHeaderView
 
-from napari_tiled_unet import models as model_files
 from napari_tiled_unet._widgets._form_parts import model_file_picker, row, show_values, wrap_labels
+from napari_tiled_unet.batch import models as model_files
 
 __all__ = ["BatchForm", "NORMALIZE_CHOICES", "TABLE_COLUMNS"]
 

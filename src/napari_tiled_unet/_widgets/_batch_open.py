@@ -49,7 +49,7 @@ def _read(path: Path) -> tuple[np.ndarray, str, Any]:
     """Array (memory-mapped when possible), our axes letters and calibration of a TIFF."""
     import tifffile
 
-    from napari_tiled_unet.io import TiffSource
+    from napari_tiled_unet.batch.files import TiffSource
 
     with TiffSource(path) as source:
         axes, calibration, shape = source.axes, source.calibration, source.shape
@@ -117,7 +117,7 @@ def read_result(labels_path: Path, input_path: Path, axes: str = "") -> OpenedRe
     ValueError
         With one line, when a file cannot be read.
     """
-    from napari_tiled_unet.io import output_stem
+    from napari_tiled_unet.batch.files import output_stem
 
     labels, label_axes, calibration = _read(labels_path)
     label_axes = label_axes if len(label_axes) == labels.ndim else "".join("ZYX"[-labels.ndim :])

@@ -2,7 +2,8 @@
 
 The main thread turns the form into a :class:`BatchJob` (:func:`batch_inputs`,
 :func:`count_inputs` catch the mistakes a user can fix at once); the worker runs
-:func:`batch_steps`, which loads the model and drives :func:`napari_tiled_unet.batch.iter_batch`;
+:func:`batch_steps`, which loads the model and drives
+:func:`~napari_tiled_unet.batch.run.iter_batch`;
 the texts of the status line and the summary come from the functions at the end.
 """
 
@@ -15,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from napari_tiled_unet._batch_events import BatchSummary, FileResult, PlaneProgress
 from napari_tiled_unet._widgets._run import ModelLoaded
+from napari_tiled_unet.batch.events import BatchSummary, FileResult, PlaneProgress
 
 __all__ = [
     "BatchJob",
@@ -44,7 +45,7 @@ class BatchJob:
     Attributes
     ----------
     inputs : tuple of str
-        Folders, files and glob patterns for :func:`~napari_tiled_unet.batch.iter_batch`.
+        Folders, files and glob patterns for :func:`~napari_tiled_unet.batch.run.iter_batch`.
     outdir : pathlib.Path
         The output folder.
     model : UNetModel or pathlib.Path
@@ -52,7 +53,7 @@ class BatchJob:
     key : tuple
         Identity of the model file (path, modification time, size).
     options : dict
-        Fields of :class:`~napari_tiled_unet.batch.BatchOptions`.
+        Fields of :class:`~napari_tiled_unet.batch.run.BatchOptions`.
     """
 
     inputs: tuple[str, ...]
@@ -98,7 +99,7 @@ def batch_inputs(folder: str, pattern: str) -> tuple[str, ...]:
 
 def count_inputs(inputs: tuple[str, ...], outdir: Path) -> int:
     """Return how many files ``inputs`` name (one-line ValueError when one names nothing)."""
-    from napari_tiled_unet.io import expand_inputs
+    from napari_tiled_unet.batch.files import expand_inputs
 
     files, problems = expand_inputs(inputs, exclude=outdir.expanduser().resolve())
     if problems:
@@ -117,9 +118,9 @@ def batch_steps(job: BatchJob, stop: threading.Event) -> Generator[Any, None, An
     BatchSummary or None
         None when the run was stopped before it started.
     """
-    from napari_tiled_unet._keras import get_keras
-    from napari_tiled_unet.batch import iter_batch
-    from napari_tiled_unet.model.files import UNetModel, load_model
+    from napari_tiled_unet.batch.run import iter_batch
+    from napari_tiled_unet.core._keras import get_keras
+    from napari_tiled_unet.core.model.files import UNetModel, load_model
 
     get_keras()  # isolated from Mesa's LLVM, see _keras._isolated_dlopen
     unet = job.model

@@ -2,7 +2,7 @@
 
 Wiring only: one dialog asks for the package file, the authors, the licence and the tags
 (remembered for the next export, so they are asked for once); the export itself,
-:func:`napari_tiled_unet.bioimageio.export_bioimageio`, runs in a plain Python thread (it
+:func:`napari_tiled_unet.batch.bioimageio.export_bioimageio`, runs in a plain Python thread (it
 loads TensorFlow) and the result comes back as a status line and a notification.
 """
 
@@ -54,8 +54,8 @@ def _split(text: str) -> list[str] | None:
 
 
 def _steps(model: Path, target: Path, options: dict[str, Any]) -> Generator[Any, None, Any]:
-    from napari_tiled_unet.bioimageio import default_tags, export_bioimageio, summary_line
-    from napari_tiled_unet.models import read_model_metadata
+    from napari_tiled_unet.batch.bioimageio import default_tags, export_bioimageio, summary_line
+    from napari_tiled_unet.batch.models import read_model_metadata
 
     yield "exporting"
     extra = options.pop("tags")

@@ -20,15 +20,16 @@ from magicgui.widgets import (
 )
 from magicgui.widgets.bases import ValueWidget
 
-from napari_tiled_unet import models as model_files
 from napari_tiled_unet._widgets._form_parts import model_file_picker, show_values, wrap_labels
 from napari_tiled_unet._widgets._settings import SEGMENT_DEFAULTS
+from napari_tiled_unet.batch import models as model_files
 
 __all__ = ["NORMALIZE_CHOICES", "OUTPUT_KINDS", "STACK_CHOICES", "SegmentForm"]
 
 NORMALIZE_CHOICES = ("as the model was trained", "percentiles", "none")
 STACK_CHOICES = ("current plane", "whole stack")
-#: Output choices shown to users -> :func:`napari_tiled_unet.outputs.labels_from_probabilities`.
+#: Output choices shown to users ->
+#: :func:`napari_tiled_unet.core.outputs.labels_from_probabilities`.
 OUTPUT_KINDS = {"class labels": "classes", "instance labels": "instances"}
 # Persistent values stored as the value of a field of the same name.
 _FIELDS = (

@@ -21,10 +21,10 @@ import numpy as np
 from napari.qt.threading import create_worker
 from napari.utils import progress
 
-from napari_tiled_unet import outputs
 from napari_tiled_unet._widgets._layers import labels_name, show_labels
 from napari_tiled_unet._widgets._run import Job, ModelLoaded, segment_steps
 from napari_tiled_unet._widgets._thread import in_python_thread
+from napari_tiled_unet.core import outputs
 
 __all__ = ["LiveRun", "RunCallbacks"]
 

@@ -1,8 +1,8 @@
 """What runs in the Segment widget's worker thread: load the model once, then segment.
 
 No Qt and no layers here: the generator only yields data (a :class:`ModelLoaded` message,
-then the core's :class:`~napari_tiled_unet.predict.TileProgress` events) and returns the
-:class:`~napari_tiled_unet.predict.SegmentationResult`; the main thread updates the viewer.
+then the core's :class:`~napari_tiled_unet.core.predict.TileProgress` events) and returns the
+:class:`~napari_tiled_unet.core.predict.SegmentationResult`; the main thread updates the viewer.
 """
 
 from __future__ import annotations
@@ -62,9 +62,9 @@ def segment_steps(job: Job) -> Generator[Any, None, Any]:
     -------
     SegmentationResult
     """
-    from napari_tiled_unet._keras import get_keras
-    from napari_tiled_unet.model.files import UNetModel, load_model
-    from napari_tiled_unet.predict import iter_segment
+    from napari_tiled_unet.core._keras import get_keras
+    from napari_tiled_unet.core.model.files import UNetModel, load_model
+    from napari_tiled_unet.core.predict import iter_segment
 
     get_keras()  # isolated from Mesa's LLVM, see _keras._isolated_dlopen
     unet = job.model

@@ -18,9 +18,9 @@ from typing import Any
 from napari.qt.threading import create_worker
 from napari.utils import progress
 
-from napari_tiled_unet import models as model_files
 from napari_tiled_unet._widgets._train_run import TrainJob, describe_progress, duration
 from napari_tiled_unet._widgets._train_thread import train_steps
+from napari_tiled_unet.batch import models as model_files
 
 __all__ = ["TrainCallbacks", "TrainingRun"]
 

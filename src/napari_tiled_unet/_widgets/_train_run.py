@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_tiled_unet import models as model_files
+from napari_tiled_unet.batch import models as model_files
 
 __all__ = [
     "Pair",
@@ -227,11 +227,11 @@ class TrainJob:
     target : pathlib.Path
         The ``.keras`` file written after every improvement and at the end.
     settings : dict
-        Keyword arguments of :class:`~napari_tiled_unet.train.config.TrainConfig`: the
+        Keyword arguments of :class:`~napari_tiled_unet.core.train.config.TrainConfig`: the
         network's shape for a new model, the training schedule in any case.
     init : pathlib.Path, optional
         The model to fine-tune; its shape (and recorded settings) replace ``settings``'
-        shape, see :meth:`~napari_tiled_unet.train.config.TrainConfig.for_model`.
+        shape, see :meth:`~napari_tiled_unet.core.train.config.TrainConfig.for_model`.
     """
 
     images: list[np.ndarray]
@@ -268,7 +268,7 @@ def weight_map_planes(
     n_classes : {2, 3}
         Target scheme whose class frequencies are balanced.
     w0, sigma : float
-        Border term of :func:`~napari_tiled_unet.train.weightmap.weight_map`.
+        Border term of :func:`~napari_tiled_unet.core.train.weightmap.weight_map`.
     name : str
         The labels layer's name, for messages.
     ignore : array-like, optional
@@ -279,7 +279,7 @@ def weight_map_planes(
     ndarray of float32
         Same shape as ``labels``.
     """
-    from napari_tiled_unet.train.weightmap import weight_map
+    from napari_tiled_unet.core.train.weightmap import weight_map
 
     arr = _checked_labels(Pair("", None, name, labels))
     planes = arr.reshape(-1, *arr.shape[-2:])

@@ -35,10 +35,10 @@ def train_steps(job: TrainJob, stop: threading.Event) -> Generator[Any, None, Pa
 
 
 def _train(job: TrainJob) -> Generator[Any, None, Path]:
-    from napari_tiled_unet._keras import get_keras
-    from napari_tiled_unet.model.files import load_model, save_model
-    from napari_tiled_unet.train.config import TrainConfig
-    from napari_tiled_unet.train.trainer import iter_train
+    from napari_tiled_unet.core._keras import get_keras
+    from napari_tiled_unet.core.model.files import load_model, save_model
+    from napari_tiled_unet.core.train.config import TrainConfig
+    from napari_tiled_unet.core.train.trainer import iter_train
 
     get_keras()  # isolated from Mesa's LLVM, see _keras._isolated_dlopen
     init = None

@@ -2,7 +2,7 @@
 
 Wiring only: the form is :class:`~napari_tiled_unet._widgets._batch_form.BatchForm`, the
 worker runs :func:`~napari_tiled_unet._widgets._batch_run.batch_steps` (the batch engine of
-:mod:`napari_tiled_unet.batch`), the activity dock shows
+:mod:`napari_tiled_unet.batch.run`), the activity dock shows
 :class:`~napari_tiled_unet._widgets._batch_progress.BatchProgress`, and results are read by
 :func:`~napari_tiled_unet._widgets._batch_open.read_result` in a worker too.  Layers change
 on the main thread only.  Importing this module imports napari and magicgui but not
@@ -20,8 +20,6 @@ from typing import TYPE_CHECKING, Any
 from napari.layers import Image
 from napari.qt.threading import create_worker
 
-from napari_tiled_unet import models as model_files
-from napari_tiled_unet._batch_events import FileFinished, FileResult, FileStarted, PlaneProgress
 from napari_tiled_unet._widgets import _settings
 from napari_tiled_unet._widgets._batch_form import NORMALIZE_CHOICES, TABLE_COLUMNS, BatchForm
 from napari_tiled_unet._widgets._batch_open import OpenedResult, read_result
@@ -41,6 +39,8 @@ from napari_tiled_unet._widgets._layers import labels_name, notify_error, show_l
 from napari_tiled_unet._widgets._model_picker import ModelPickerMixin
 from napari_tiled_unet._widgets._run import ModelLoaded, model_key
 from napari_tiled_unet._widgets._thread import in_python_thread
+from napari_tiled_unet.batch import models as model_files
+from napari_tiled_unet.batch.events import FileFinished, FileResult, FileStarted, PlaneProgress
 
 if TYPE_CHECKING:
     import napari
@@ -311,7 +311,7 @@ class BatchWidget(ModelPickerMixin, BatchForm):
 
 def _object_size(text: str) -> str | float | None:
     """Read the Object size field as the batch engine takes it (one-line error if unreadable)."""
-    from napari_tiled_unet.sizing import parse_object_size
+    from napari_tiled_unet.core.sizing import parse_object_size
 
     value = parse_object_size(text.strip() or None)
     return None if value == "auto" else value

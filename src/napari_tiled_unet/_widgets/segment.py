@@ -2,8 +2,8 @@
 
 Wiring only: the form is :class:`~napari_tiled_unet._widgets._form.SegmentForm`, a run is a
 :class:`~napari_tiled_unet._widgets._live.LiveRun`, and every decision (axes guess, tile
-plan, labels from probabilities) is a function of :mod:`napari_tiled_unet.outputs` or
-:mod:`napari_tiled_unet.models`.  Importing this module imports napari and magicgui but not
+plan, labels from probabilities) is a function of :mod:`napari_tiled_unet.core.outputs` or
+:mod:`napari_tiled_unet.batch.models`.  Importing this module imports napari and magicgui but not
 TensorFlow, which loads in the worker thread on the first Run.
 """
 
@@ -14,8 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 from napari.layers import Image
 
-from napari_tiled_unet import models as model_files
-from napari_tiled_unet import outputs
 from napari_tiled_unet._widgets import _settings
 from napari_tiled_unet._widgets._export import ModelExport
 from napari_tiled_unet._widgets._form import OUTPUT_KINDS, SegmentForm
@@ -31,6 +29,8 @@ from napari_tiled_unet._widgets._layers import (
 from napari_tiled_unet._widgets._live import LiveRun, RunCallbacks
 from napari_tiled_unet._widgets._model_picker import ModelPickerMixin
 from napari_tiled_unet._widgets._run import Job, ModelLoaded, model_key
+from napari_tiled_unet.batch import models as model_files
+from napari_tiled_unet.core import outputs
 
 if TYPE_CHECKING:
     import napari
@@ -287,7 +287,7 @@ class SegmentWidget(ModelPickerMixin, SegmentForm):
         if self.normalize.value == "none":
             return None
         if self.normalize.value == "percentiles":
-            from napari_tiled_unet.normalize import PercentileNormalizer
+            from napari_tiled_unet.core.normalize import PercentileNormalizer
 
             return PercentileNormalizer(self.low.value, self.high.value)
         return "auto"

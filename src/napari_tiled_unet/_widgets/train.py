@@ -3,10 +3,10 @@
 Wiring only: the form is :class:`~napari_tiled_unet._widgets._train_form.TrainForm`, the
 checks are in :mod:`~napari_tiled_unet._widgets._train_run`, a run is a
 :class:`~napari_tiled_unet._widgets._train_live.TrainingRun` (the trainer,
-:func:`napari_tiled_unet.train.trainer.iter_train`, runs in its worker) and the weight-map
+:func:`napari_tiled_unet.core.train.trainer.iter_train`, runs in its worker) and the weight-map
 preview is :mod:`~napari_tiled_unet._widgets._train_weights`.  Layers change on the main
 thread only.  The model is saved in the user models folder, and
-:func:`napari_tiled_unet.models.notify_models_changed` makes it appear in every open model
+:func:`napari_tiled_unet.batch.models.notify_models_changed` makes it appear in every open model
 list (the Segment widget's) at once.  Importing this module imports napari and magicgui but
 not TensorFlow, which loads in the worker on the first Train.
 """
@@ -20,7 +20,6 @@ import numpy as np
 from napari.layers import Image, Labels, Shapes
 from napari.qt.threading import create_worker
 
-from napari_tiled_unet import models as model_files
 from napari_tiled_unet._widgets import _settings
 from napari_tiled_unet._widgets._export import ModelExport
 from napari_tiled_unet._widgets._layers import OUTPUT_IMAGE_ROLES, ROLE, notify_error
@@ -37,6 +36,7 @@ from napari_tiled_unet._widgets._train_run import (
 )
 from napari_tiled_unet._widgets._train_thread import train_steps
 from napari_tiled_unet._widgets._train_weights import show_weight_map
+from napari_tiled_unet.batch import models as model_files
 
 if TYPE_CHECKING:
     import napari

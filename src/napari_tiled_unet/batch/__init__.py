@@ -1,0 +1,1 @@
+"""Ring 2: files, stacks, Dask, zarr, run records and the models folder (no Qt)."""
