@@ -68,7 +68,7 @@ def test_core_training_modules_import_no_tensorflow() -> None:
         "train.engine",
         "train.trainer",
     ]
-    code = "import sys\n" + "".join(f"import napari_tiled_unet.{m}\n" for m in modules)
+    code = "import sys\n" + "".join(f"import napari_tiled_unet.core.{m}\n" for m in modules)
     code += "print([m for m in ('tensorflow', 'keras', 'napari', 'qtpy') if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
