@@ -1,14 +1,17 @@
 """The original U-Net (Ronneberger et al. 2015) with exact overlap-tile inference.
 
 Importing this package is cheap: TensorFlow/Keras are imported only when a function that
-needs them is called.
+needs them is called.  The code lives in three rings, each importing only the ones before:
+:mod:`~napari_tiled_unet.core` (arrays and models), :mod:`~napari_tiled_unet.batch` and
+:mod:`~napari_tiled_unet.cli` (files, stacks, Dask, the command line) and ``_widgets``
+(napari).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from napari_tiled_unet._version import __version__
 
 # Public name -> module that defines it.  Resolved lazily (PEP 562) so that
 # ``import napari_tiled_unet`` never imports TensorFlow, Qt or napari.
@@ -25,8 +28,8 @@ _EXPORTS = {
     "is_valid_input_size": "napari_tiled_unet.core.model.geometry",
     "PercentileNormalizer": "napari_tiled_unet.core.normalize",
     "NonFiniteWarning": "napari_tiled_unet.core.normalize",
-    "segment": "napari_tiled_unet.core.predict",
-    "iter_segment": "napari_tiled_unet.core.predict",
+    "segment": "napari_tiled_unet.batch.segment",
+    "iter_segment": "napari_tiled_unet.batch.segment",
     "SegmentationResult": "napari_tiled_unet.core.predict",
     "TileProgress": "napari_tiled_unet.core.predict",
     "plan_tiles": "napari_tiled_unet.core.tiling",
@@ -35,6 +38,12 @@ _EXPORTS = {
     "iter_train": "napari_tiled_unet.core.train.trainer",
     "train_unet": "napari_tiled_unet.core.train.trainer",
     "TilePlan": "napari_tiled_unet.core.tiling",
+    "weight_map": "napari_tiled_unet.core.train.weightmap",
+    "estimate_object_size": "napari_tiled_unet.core.sizing",
+    "segment_to_zarr": "napari_tiled_unet.batch.segment",
+    "iter_batch": "napari_tiled_unet.batch.run",
+    "run_batch": "napari_tiled_unet.batch.run",
+    "export_bioimageio": "napari_tiled_unet.batch.bioimageio",
 }
 
 __all__ = ["__version__", *_EXPORTS]
@@ -58,6 +67,9 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for static type checkers only
+    from napari_tiled_unet.batch.bioimageio import export_bioimageio
+    from napari_tiled_unet.batch.run import iter_batch, run_batch
+    from napari_tiled_unet.batch.segment import iter_segment, segment, segment_to_zarr
     from napari_tiled_unet.core.model.builder import build_unet
     from napari_tiled_unet.core.model.files import ModelMetadata, UNetModel, load_model, save_model
     from napari_tiled_unet.core.model.geometry import (
@@ -68,13 +80,10 @@ if TYPE_CHECKING:  # pragma: no cover - for static type checkers only
         valid_input_sizes,
     )
     from napari_tiled_unet.core.normalize import NonFiniteWarning, PercentileNormalizer
-    from napari_tiled_unet.core.predict import (
-        SegmentationResult,
-        TileProgress,
-        iter_segment,
-        segment,
-    )
+    from napari_tiled_unet.core.predict import SegmentationResult, TileProgress
+    from napari_tiled_unet.core.sizing import estimate_object_size
     from napari_tiled_unet.core.tiling import TilePlan, plan_tiles
     from napari_tiled_unet.core.train.config import TrainConfig, TrainProgress
     from napari_tiled_unet.core.train.trainer import iter_train
     from napari_tiled_unet.core.train.trainer import train as train_unet
+    from napari_tiled_unet.core.train.weightmap import weight_map

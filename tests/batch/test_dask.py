@@ -9,13 +9,10 @@ import pytest
 import zarr
 
 from napari_tiled_unet import PercentileNormalizer, save_model, segment
-from napari_tiled_unet.batch.lazy import (
-    ModelRef,
-    get_model,
-    open_zarr,
-    segment_lazy,
-    segment_to_zarr,
-)
+from napari_tiled_unet.batch.lazy import segment_lazy
+from napari_tiled_unet.batch.modelref import ModelRef, get_model
+from napari_tiled_unet.batch.segment import segment_to_zarr
+from napari_tiled_unet.batch.zarrio import open_zarr
 from tests.conftest import tiny_unet
 
 
@@ -140,7 +137,7 @@ def test_segment_to_zarr_streams_the_result(stack, tmp_path):
 
 
 def test_model_ref_loads_once_and_refuses_a_changed_file(tmp_path):
-    from napari_tiled_unet.batch import lazy
+    from napari_tiled_unet.batch import modelref as lazy
 
     path = save_model(tiny_unet(2, 4), tmp_path / "m.keras")
     ref = ModelRef.from_path(path)

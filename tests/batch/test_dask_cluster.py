@@ -43,7 +43,7 @@ def same_files(a, b):
 
 
 def test_two_workers_give_the_local_bytes(client, inputs, tmp_path):
-    from napari_tiled_unet.batch import lazy
+    from napari_tiled_unet.batch import modelref
 
     root, model, local = inputs
     summary = run_batch(
@@ -51,7 +51,7 @@ def test_two_workers_give_the_local_bytes(client, inputs, tmp_path):
     )
     assert [f.status for f in summary.files] == ["done", "failed", "done", "done"]
     assert same_files(local, tmp_path)
-    loads = client.run(lambda: lazy.LOADS[0])
+    loads = client.run(lambda: modelref.LOADS[0])
     assert len(loads) == 2 and set(loads.values()) <= {0, 1} and sum(loads.values()) >= 1
 
 

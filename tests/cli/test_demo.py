@@ -2,7 +2,7 @@ import numpy as np
 import tifffile
 
 from napari_tiled_unet import save_model
-from napari_tiled_unet.cli.demo import overlay, write_png
+from napari_tiled_unet.batch.png import overlay, write_png
 from napari_tiled_unet.cli.main import main
 from tests.conftest import tiny_unet
 

@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from napari_tiled_unet.core.options import SegmentOptions
+from napari_tiled_unet.core.tiling import TilePlan
+
 __all__ = ["Job", "ModelLoaded", "model_key", "segment_steps"]
 
 
@@ -35,14 +38,20 @@ class Job:
         Identity of the model file (path, modification time, size).
     image : array-like
         The layer's data (full resolution of a multiscale layer).
-    options : dict
-        Keyword arguments of :func:`napari_tiled_unet.iter_segment`.
+    options : SegmentOptions
+        Axes, tiling, normalisation and object size.
+    planes : list of tuple of int, optional
+        The planes to segment (default: all).
+    plan : TilePlan, optional
+        The tile plan of one plane, as shown before Run (default: planned by the run).
     """
 
     model: Any
     key: tuple[str, int, int]
     image: Any
-    options: dict[str, Any] = field(default_factory=dict)
+    options: SegmentOptions = field(default_factory=SegmentOptions)
+    planes: list[tuple[int, ...]] | None = None
+    plan: TilePlan | None = None
 
 
 def model_key(path: str | Path) -> tuple[str, int, int]:
@@ -62,13 +71,15 @@ def segment_steps(job: Job) -> Generator[Any, None, Any]:
     -------
     SegmentationResult
     """
+    from napari_tiled_unet.batch.segment import iter_segment
     from napari_tiled_unet.core._keras import get_keras
     from napari_tiled_unet.core.model.files import UNetModel, load_model
-    from napari_tiled_unet.core.predict import iter_segment
 
     get_keras()  # isolated from Mesa's LLVM, see _keras._isolated_dlopen
     unet = job.model
     if not isinstance(unet, UNetModel):
         unet = load_model(unet)
         yield ModelLoaded(job.key, unet)
-    return (yield from iter_segment(unet, job.image, **job.options))
+    return (
+        yield from iter_segment(unet, job.image, job.options, planes=job.planes, plan=job.plan)
+    )

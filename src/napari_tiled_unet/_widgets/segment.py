@@ -31,6 +31,7 @@ from napari_tiled_unet._widgets._model_picker import ModelPickerMixin
 from napari_tiled_unet._widgets._run import Job, ModelLoaded, model_key
 from napari_tiled_unet.batch import models as model_files
 from napari_tiled_unet.core import outputs
+from napari_tiled_unet.core.options import SegmentOptions
 
 if TYPE_CHECKING:
     import napari
@@ -57,6 +58,7 @@ class SegmentWidget(ModelPickerMixin, SegmentForm):
         self._live: LiveRun | None = None
         self._saving = False
         self._scale_cache: tuple[Any, Any] | None = None
+        self._plan_cache: tuple[Any, Any] | None = None
         super().__init__()
         self._export = ModelExport(lambda text: setattr(self.status, "value", text))
         self.export_button = self._export.add_button(
@@ -199,14 +201,12 @@ class SegmentWidget(ModelPickerMixin, SegmentForm):
                 self.plan_info.value = "Tiles: shown once the model has been loaded."
                 return
             rescale = self._rescale(layer, layout)
-            plan = outputs.plan_for_image(
-                shape, layout, spec, tile_size=self.tile_request, factor=rescale.factor
-            )
+            plan = self._plan(shape, layout, spec, rescale.factor)
         except ValueError as exc:
             self.plan_info.value = f"\u26a0 {exc}"
             return
         planes = 1 if self.stack.value == "current plane" else outputs.n_planes(shape, layout)
-        text = outputs.describe_plan(plan, planes, outputs.live_batch_size(plan))
+        text = outputs.describe_plan(plan, planes)
         scale = rescale.describe() if rescale.model_size else ""
         text = f"{scale}. {text}" if scale else text
         self.plan_info.value = text[0].upper() + text[1:]
@@ -266,22 +266,34 @@ class SegmentWidget(ModelPickerMixin, SegmentForm):
         data, axes, spec = _image_data(layer), self.axes.value.strip().upper(), self._spec()
         channels = None if spec is None else spec.input_channels
         layout = outputs.check_image(data.shape, axes, channels, rgb=bool(layer.rgb))
-        options: dict[str, Any] = {"axes": axes, "normalize": self._normalizer()}
-        options["tile_size"] = self.tile_request or None
         rescale = self._rescale(layer, layout)
-        # The size shown before Run is the size that runs (not estimated a second time).
-        options["object_size"] = rescale.object_size if rescale.active else "none"
-        if spec is not None:
-            plan = outputs.plan_for_image(
-                data.shape, layout, spec, tile_size=self.tile_request, factor=rescale.factor
-            )
-            options["batch_size"] = outputs.live_batch_size(plan)
+        # The size and the tiles shown before Run are what runs (not worked out again).
+        options = SegmentOptions(
+            axes=axes,
+            tile_size=self.tile_request or None,
+            normalize=self._normalizer(),
+            object_size=rescale.object_size if rescale.active else "none",
+        )
+        plan = None if spec is None else self._plan(data.shape, layout, spec, rescale.factor)
+        if plan is not None:
+            options = options.replace(batch_size=plan.batch_size)
+        planes = None
         if layout.plane_axes and self.stack.value == "current plane":
             point = layer.world_to_data(self._viewer.dims.point)
-            options["planes"] = [outputs.current_plane(axes, data.shape, point)]
+            planes = [outputs.current_plane(axes, data.shape, point)]
         model = self._loaded_for(str(path)) or path
         info = {"layer": layer, "layout": layout, "spatial": spatial_metadata(layer, axes)}
-        return Job(model, model_key(path), data, options), info
+        return Job(model, model_key(path), data, options, planes, plan), info
+
+    def _plan(self, shape: Any, layout: Any, spec: Any, factor: float) -> Any:
+        """Return the tile plan of a run with these choices (planned once, shown, run)."""
+        key = (tuple(shape), layout.axes, spec, self.tile_request, factor)
+        if self._plan_cache is None or self._plan_cache[0] != key:
+            plan = outputs.live_plan(
+                shape, layout, spec, tile_size=self.tile_request, factor=factor
+            )
+            self._plan_cache = (key, plan)
+        return self._plan_cache[1]
 
     def _normalizer(self) -> Any:
         if self.normalize.value == "none":

@@ -218,7 +218,7 @@ def _write_weights(unet: Any, folder: Path, onnx: bool) -> dict[str, Any]:
 def _write_tensors(
     unet: Any, folder: Path, size: tuple[int, int], image: np.ndarray | None
 ) -> None:
-    from napari_tiled_unet.cli.demo import overlay, write_png
+    from napari_tiled_unet.batch.png import overlay, write_png
     from napari_tiled_unet.core.predict import class_labels
 
     meta = unet.metadata

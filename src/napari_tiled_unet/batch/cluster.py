@@ -3,7 +3,7 @@
 Each input becomes a lazy graph (:func:`napari_tiled_unet.batch.lazy.segment_lazy`) over a
 picklable TIFF reader; bands of output rows are computed on the cluster a few at a time and
 written here in file order, so outputs stay streaming, atomic and byte-identical to a local
-run.  Workers load the model once per process (:class:`~napari_tiled_unet.batch.lazy.ModelRef`)
+run.  Workers load the model once per process (:class:`~napari_tiled_unet.batch.modelref.ModelRef`)
 and read inputs themselves, so inputs and the model file must be on a file system the
 workers share; outputs are written by this process only.
 """
@@ -133,7 +133,7 @@ def dask_pages(
     client: Any, model: Any, unet: Any, options: Any
 ) -> Callable[[FileJob], Iterator[Tick | Rows]]:
     """Return a page producer for the batch engine that runs on ``client``'s cluster."""
-    from napari_tiled_unet.batch.lazy import ModelRef, remember
+    from napari_tiled_unet.batch.modelref import ModelRef, remember
 
     if not isinstance(model, (str, os.PathLike)):
         source = getattr(unet, "source", None)
@@ -156,16 +156,9 @@ def _pages(
     from napari_tiled_unet.batch.lazy import segment_lazy
 
     side = int(np.sqrt(options.max_plane_bytes / 32)) if job.streamed else None
+    size = job.rescale.object_size if job.rescale.active else "none"
     result = segment_lazy(
-        ref,
-        _file_array(job, side),
-        axes=job.axes,
-        tile_size=options.tile_size,
-        memory_budget=options.memory_budget,
-        batch_size=options.batch_size,
-        normalize=options.normalize,
-        chunks=side,
-        object_size=job.rescale.object_size if job.rescale.active else "none",
+        ref, _file_array(job, side), options.replace(axes=job.axes, object_size=size), chunks=side
     )
     order = [result.axes.index(a) for a in job.label_axes]
     labels = result.labels.transpose(order)

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union
 
+from napari_tiled_unet.core.options import SegmentOptions
+
 __all__ = [
     "BatchEvent",
     "BatchOptions",
@@ -21,8 +23,11 @@ Status = Literal["done", "skipped", "failed", "cancelled"]
 
 
 @dataclass(frozen=True)
-class BatchOptions:
+class BatchOptions(SegmentOptions):
     """Parameters of a batch run (all recorded in the run record).
+
+    The options of :class:`~napari_tiled_unet.core.options.SegmentOptions`, and those of
+    files.
 
     Attributes
     ----------
@@ -52,10 +57,7 @@ class BatchOptions:
         object size); "auto" estimates it per file.
     """
 
-    axes: str | None = None
     tile_size: int | None = None
-    memory_budget: int | None = None
-    batch_size: int | None = None
     normalize: str = "auto"
     probabilities: bool = False
     probability_dtype: str = "float32"
@@ -63,7 +65,6 @@ class BatchOptions:
     max_plane_bytes: int = 2**30
     output: str = "auto"
     min_size: int = 20
-    object_size: str | float | None = None
 
     def __post_init__(self) -> None:
         if self.output not in ("auto", "classes", "instances"):

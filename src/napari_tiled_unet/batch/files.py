@@ -11,8 +11,7 @@ from __future__ import annotations
 import glob
 import logging
 import os
-import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,6 @@ __all__ = [
     "output_folder",
     "output_stem",
     "read_tiff",
-    "segment_files",
 ]
 
 #: Name of the run record written next to the outputs.
@@ -395,38 +393,3 @@ def expand_inputs(
             seen.add(path.resolve())
             unique.append(path)
     return unique, problems
-
-
-def segment_files(
-    inputs: Sequence[Path],
-    outdir: Path,
-    *,
-    model: Any,
-    axes: str | None = None,
-    tile_size: int | None = None,
-    normalize: str = "auto",
-    probabilities: bool = False,
-) -> list[Path]:
-    """Segment TIFF files; write ``<stem>_labels.tif`` (and probabilities) into ``outdir``.
-
-    A thin wrapper of :func:`napari_tiled_unet.batch.run.run_batch` kept for existing callers.
-    Returns the written paths; raises ValueError (one line) if any file failed.
-    """
-    from napari_tiled_unet.batch.run import run_batch
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("always")
-        summary = run_batch(
-            inputs,
-            outdir,
-            model=model,
-            axes=axes,
-            tile_size=tile_size,
-            normalize=normalize,
-            probabilities=probabilities,
-            overwrite=True,
-        )
-    failed = [f for f in summary.files if f.status == "failed"]
-    if failed:
-        raise ValueError(f"{Path(failed[0].input).name}: {failed[0].message}")
-    return [Path(p) for f in summary.files for p in f.outputs]

@@ -1,8 +1,8 @@
 """Lazy segmentation with dask: huge images and stacks as graphs of plane or chunk tasks.
 
-:func:`segment_lazy` (also ``segment(..., lazy=True)``) returns dask arrays whose chunks are
-computed on demand, so a napari layer backed by dask or zarr is never loaded whole and the
-same graph runs on a threaded scheduler or a Dask distributed cluster.
+:func:`segment_lazy` (behind ``segment(..., lazy=True)`` and ``segment_to_zarr``) returns
+dask arrays whose chunks are computed on demand, so a napari layer backed by dask or zarr is
+never loaded whole and the same graph runs on a threaded scheduler or a Dask distributed cluster.
 
 - A plane that fits in one chunk is one task, which runs exactly the code of the in-memory
   engine (bit-identical results).
@@ -24,23 +24,15 @@ from typing import Any
 
 import numpy as np
 
-from napari_tiled_unet.batch.modelref import LOADS, ModelRef, file_sha256, get_model, remember
-from napari_tiled_unet.batch.zarrio import open_zarr, segment_to_zarr
+from napari_tiled_unet.batch.modelref import ModelRef, get_model
+from napari_tiled_unet.batch.zarrio import as_array
 from napari_tiled_unet.core.normalize import count_nonfinite, network_input, warn_nonfinite
+from napari_tiled_unet.core.options import SegmentOptions
 from napari_tiled_unet.core.predict import SegmentationResult, normalized_plane
 from napari_tiled_unet.core.prepare import prepare
 from napari_tiled_unet.core.tiling import TilePlan
 
-__all__ = [
-    "LOADS",
-    "ModelRef",
-    "file_sha256",
-    "get_model",
-    "open_zarr",
-    "remember",
-    "segment_lazy",
-    "segment_to_zarr",
-]
+__all__ = ["segment_lazy"]
 
 #: Planes up to this many pixels are one chunk by default.
 WHOLE_PLANE_PIXELS = 4096 * 4096
@@ -254,19 +246,16 @@ def _padded(x: Any, halo: int, after: tuple[int, int], chunks: tuple[list[int], 
 def segment_lazy(
     model: Any,
     image: Any,
+    options: SegmentOptions | None = None,
     *,
-    axes: str | None = None,
-    tile_size: int | tuple[int, int] | None = None,
-    memory_budget: int | None = None,
-    batch_size: int | None = None,
-    normalize: Any = "auto",
     chunks: int | tuple[int, int] | None = None,
-    object_size: Any = None,
+    **keywords: Any,
 ) -> SegmentationResult:
     """Segment lazily: like :func:`~napari_tiled_unet.segment`, with dask arrays as results.
 
     Parameters are those of :func:`~napari_tiled_unet.segment`; ``model`` may also be a
-    :class:`ModelRef` (a path is turned into one), which Dask workers load once each.
+    :class:`~napari_tiled_unet.batch.modelref.ModelRef` (a path is turned into one), which
+    Dask workers load once each.
 
     Returns
     -------
@@ -280,18 +269,10 @@ def segment_lazy(
     if isinstance(model, (str, os.PathLike)):
         model = ModelRef.from_path(model)
     unet = get_model(model)
+    image = as_array(image)
     if not hasattr(image, "dask") and isinstance(image, np.ndarray):
         image = da.from_array(image, chunks=image.shape)
-    job = prepare(
-        unet,
-        image,
-        axes=axes,
-        tile_size=tile_size,
-        memory_budget=memory_budget,
-        batch_size=batch_size,
-        normalize=normalize,
-        object_size=object_size,
-    )
+    job = prepare(unet, image, options, **keywords)
     x, plan, n = job.canonical, job.plan, len(job.plane_shape)
     if not hasattr(x, "dask"):
         x = da.from_array(x, chunks=(1,) * n + x.shape[n:])

@@ -253,7 +253,7 @@ def _since(start: float) -> float:
 
 
 def _model_info(unet: Any, model: Any) -> dict[str, Any]:
-    from napari_tiled_unet.batch.lazy import file_sha256
+    from napari_tiled_unet.batch.modelref import file_sha256
 
     source = model if isinstance(model, (str, os.PathLike)) else unet.source
     return {

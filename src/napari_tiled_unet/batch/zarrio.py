@@ -1,14 +1,20 @@
-"""zarr and OME-Zarr: lazy inputs and streamed outputs for :mod:`napari_tiled_unet.batch.lazy`."""
+"""zarr and OME-Zarr inputs, read lazily as dask arrays (outputs: ``segment_to_zarr``)."""
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
-import numpy as np
+__all__ = ["as_array", "open_zarr"]
 
-__all__ = ["open_zarr", "segment_to_zarr"]
+
+def as_array(image: Any) -> Any:
+    """Return ``image`` with a zarr array turned into a dask array (others unchanged)."""
+    if type(image).__module__.split(".")[0] == "zarr" and not hasattr(image, "transpose"):
+        import dask.array as da
+
+        return da.from_zarr(image)
+    return image
 
 
 def _axes_of(node: Any) -> str | None:
@@ -59,64 +65,3 @@ def open_zarr(path: str | os.PathLike[str]) -> tuple[Any, str | None]:
     names = [a["name"] if isinstance(a, dict) else a for a in level.get("axes", [])]
     axes = "".join(str(a)[:1] for a in names).upper() or None
     return da.from_zarr(array), axes
-
-
-def segment_to_zarr(
-    model: Any,
-    image: Any,
-    path: str | os.PathLike[str],
-    *,
-    probabilities: bool = False,
-    probability_dtype: Any = np.float32,
-    overwrite: bool = False,
-    **options: Any,
-) -> Path:
-    """Segment lazily and stream the result into a zarr group, chunk by chunk.
-
-    The group holds the array ``labels`` (and ``probabilities``, classes last) and the
-    attributes ``axes`` and ``class_names``.
-
-    Parameters
-    ----------
-    model, image
-        As for :func:`segment_lazy`.
-    path : path-like
-        The zarr group to create.
-    probabilities : bool
-        Also store the class probabilities.
-    probability_dtype : dtype
-        float32 or float16.
-    overwrite : bool
-        Replace an existing group.
-    **options
-        Any other keyword of :func:`segment_lazy`.
-
-    Returns
-    -------
-    Path
-        ``path``.
-    """
-    import dask
-    import dask.array as da
-    import zarr
-
-    from napari_tiled_unet.batch.lazy import segment_lazy
-
-    if Path(path).exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
-    result = segment_lazy(model, image, **options)
-    root = zarr.open_group(str(path), mode="w")
-    arrays = {"labels": result.labels}
-    if probabilities:
-        arrays["probabilities"] = result.probabilities.astype(probability_dtype)
-    writes = []
-    for name, array in arrays.items():
-        regular = array.rechunk(tuple(max(c) for c in array.chunks))
-        target = root.create_array(
-            name, shape=array.shape, dtype=array.dtype, chunks=regular.chunksize
-        )
-        target.attrs["axes"] = result.axes + ("C" if name == "probabilities" else "")
-        writes.append(da.store(regular, target, lock=False, compute=False))  # type: ignore[arg-type]
-    root.attrs.update(axes=result.axes, class_names=list(result.class_names))
-    dask.compute(*writes)
-    return Path(path)

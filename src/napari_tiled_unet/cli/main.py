@@ -164,7 +164,7 @@ def add_segment_parser(commands: Any) -> argparse.ArgumentParser:
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``napari-tiled-unet`` command."""
-    from napari_tiled_unet import __version__
+    from napari_tiled_unet._version import __version__
     from napari_tiled_unet.cli.export import add_export_parser
     from napari_tiled_unet.cli.train import add_train_parser
 

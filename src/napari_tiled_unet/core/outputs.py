@@ -326,6 +326,22 @@ def plan_for_image(
         return plan_tiles(size, spec, tile_size=tile_size or None)
 
 
+def live_plan(
+    shape: Sequence[int],
+    layout: AxesLayout,
+    spec: NetworkSpec,
+    *,
+    tile_size: int | None = None,
+    factor: float = 1.0,
+) -> TilePlan:
+    """Plan a live run: :func:`plan_for_image`, in batches of :func:`live_batch_size`.
+
+    What the Segment widget shows before Run and hands to the run.
+    """
+    plan = plan_for_image(shape, layout, spec, tile_size=tile_size, factor=factor)
+    return plan.with_batch_size(live_batch_size(plan))
+
+
 def n_planes(shape: Sequence[int], layout: AxesLayout) -> int:
     """Return the number of planes (2D images) along the non-YX, non-channel axes."""
     return math.prod(int(shape[layout.axes.index(a)]) for a in layout.plane_axes)

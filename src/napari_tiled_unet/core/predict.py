@@ -9,7 +9,6 @@ route gives the same numbers.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +21,7 @@ from napari_tiled_unet.core.normalize import (
     network_input,
     warn_nonfinite,
 )
+from napari_tiled_unet.core.options import SegmentOptions
 from napari_tiled_unet.core.prepare import (
     Scale,
     prepare,
@@ -201,33 +201,24 @@ def rescaled_plane(
 def iter_segment(
     model: Any,
     image: Any,
+    options: SegmentOptions | None = None,
     *,
-    axes: str | None = None,
-    tile_size: int | tuple[int, int] | None = None,
-    memory_budget: int | None = None,
-    batch_size: int | None = None,
-    normalize: Any = "auto",
-    object_size: Any = None,
     planes: list[tuple[int, ...]] | None = None,
+    plan: TilePlan | None = None,
+    **keywords: Any,
 ) -> Generator[TileProgress, None, SegmentationResult]:
     """Segment ``image`` tile by tile, yielding a :class:`TileProgress` after each batch.
 
-    Same parameters as :func:`segment`, plus ``planes``: indices along the leading axes to
-    process (default all; the others stay zero in the result).  Closing the generator at a
-    yield (cancelling) stops the work cleanly.  The :class:`SegmentationResult` is the
+    Same parameters as :func:`napari_tiled_unet.segment` (the options as a
+    :class:`~napari_tiled_unet.core.options.SegmentOptions` or as keywords), plus
+    ``planes``: indices along the leading axes to process (default all; the others stay
+    zero in the result), and ``plan``: a tile plan made beforehand for one plane (see
+    :func:`~napari_tiled_unet.core.prepare.prepare`).  Closing the generator at a yield
+    (cancelling) stops the work cleanly.  The :class:`SegmentationResult` is the
     generator's return value (``StopIteration.value``).  When the image is resampled to
     the model's object size, a plane's probabilities arrive in one event once it is done.
     """
-    job = prepare(
-        model,
-        image,
-        axes=axes,
-        tile_size=tile_size,
-        memory_budget=memory_budget,
-        batch_size=batch_size,
-        normalize=normalize,
-        object_size=object_size,
-    )
+    job = prepare(model, image, options, plan=plan, **keywords)
     unet, plan, normalizer = job.unet, job.plan, job.normalizer
     height, width = job.image_shape
     probs = np.zeros((*job.plane_shape, height, width, unet.spec.num_classes), np.float32)
@@ -280,91 +271,14 @@ def _rescaled_events(
 
 
 def segment(
-    model: Any,
-    image: Any,
-    *,
-    axes: str | None = None,
-    tile_size: int | tuple[int, int] | None = None,
-    memory_budget: int | None = None,
-    batch_size: int | None = None,
-    normalize: Any = "auto",
-    object_size: Any = None,
-    lazy: bool = False,
-    chunks: int | tuple[int, int] | None = None,
+    model: Any, image: Any, options: SegmentOptions | None = None, **keywords: Any
 ) -> SegmentationResult:
-    """Segment an image with a U-Net using the paper's overlap-tile strategy.
+    """Segment an in-memory (or lazily indexed) image: :func:`iter_segment`, drained.
 
-    The image is covered by output tiles aligned to the network's pooling grid; each tile's
-    input carries the context the valid convolutions consume (mirrored at the image border),
-    and the centre crops are stitched.  The result equals one pass of the model over the
-    whole mirror-padded image, for any tile size.
-
-    Parameters
-    ----------
-    model : UNetModel, keras.Model or path-like
-        The network, or a ``.keras`` / ``.h5`` file to load.
-    image : array-like, dask array, zarr array or path
-        Bool, integer or float pixels (normalised, then float32; NaN and infinite pixels
-        are left out of the statistics and enter the network as 0, with one
-        :class:`~napari_tiled_unet.NonFiniteWarning`).  Lazy arrays (dask,
-        zarr) are read one plane (or one tile) at a time.  A path opens a zarr array or
-        an OME-Zarr image (its full-resolution level; axes from its metadata unless given).
-    axes : str, optional
-        One letter per dimension, e.g. ``"YX"``, ``"YXC"``, ``"ZYX"``, ``"TZYXC"``.  Axes other
-        than Y, X and C are processed plane by plane.  Required unless the image is 2D.
-    tile_size : int or (int, int), optional
-        Input tile size; invalid sizes are rounded to the nearest valid one with a warning.
-        Default: chosen from ``memory_budget``.
-    memory_budget : int, optional
-        Activation memory per network call in bytes (default 2 GiB).
-    batch_size : int, optional
-        Tiles per network call (default: as many as the budget allows, at most 16).
-    normalize : {"auto", "percentile"}, PercentileNormalizer or None
-        ``"auto"`` uses the model's stored normalisation (percentile 1 / 99.8 per plane when
-        it has none); None feeds the data unchanged (as float32).
-    object_size : "auto", "none", float or None
-        Typical object diameter of the image in pixels.  The image is resampled so that its
-        objects have the size the model was trained at (``model.metadata.object_size``),
-        segmented there with the exact overlap-tile engine, and the probabilities are
-        resampled back to the image's shape.  ``"auto"`` estimates the size from the image
-        (:func:`napari_tiled_unet.core.sizing.estimate_object_size`), ``"none"`` segments the
-        image as it is.  None (default): ``"auto"`` for models that record their object
-        size, ``"none"`` for the others.  ``result.rescale`` says what was done.
-    lazy : bool
-        Return dask arrays computed on demand, one plane (or one output chunk of a huge
-        plane) at a time, instead of numpy arrays; see :mod:`napari_tiled_unet.batch.lazy`.
-    chunks : int or (int, int), optional
-        With ``lazy``: ``(Y, X)`` output chunk size, rounded to the tile grid (default: whole
-        planes up to 4096 x 4096 px).
-
-    Returns
-    -------
-    SegmentationResult
-        ``.probabilities`` (float32, non-channel axes + classes) and ``.labels``.
-
-    Raises
-    ------
-    TypeError, ValueError
-        One line: an unsupported pixel type (e.g. complex), bad axes, options of the wrong
-        type or range (``tile_size`` not an integer, ``batch_size < 1``), channels that do
-        not fit the model, or an image without any finite pixel.
+    The engine of :func:`napari_tiled_unet.segment`, which documents the options and adds
+    zarr paths and dask results on top.
     """
-    options: dict[str, Any] = dict(
-        tile_size=tile_size,
-        memory_budget=memory_budget,
-        batch_size=batch_size,
-        object_size=object_size,
-    )
-    if isinstance(image, (str, os.PathLike)):
-        from napari_tiled_unet.batch.zarrio import open_zarr
-
-        image, file_axes = open_zarr(image)
-        axes = axes or file_axes
-    if lazy:  # dask arrays out; the dask machinery lives outside the core
-        from napari_tiled_unet.batch.lazy import segment_lazy
-
-        return segment_lazy(model, image, axes=axes, normalize=normalize, chunks=chunks, **options)
-    return drain(iter_segment(model, image, axes=axes, normalize=normalize, **options))
+    return drain(iter_segment(model, image, options, **keywords))
 
 
 def drain(steps: Generator[Any, None, Any]) -> Any:

@@ -20,6 +20,7 @@ from napari_tiled_unet.core.normalize import (
     check_dtype,
     normalizer_from_dict,
 )
+from napari_tiled_unet.core.options import SegmentOptions
 from napari_tiled_unet.core.sizing import Rescale, plan_rescale, scaled_shape
 from napari_tiled_unet.core.tiling import TilePlan, plan_tiles
 
@@ -137,16 +138,13 @@ def _planes_hint(layout: AxesLayout, want: int) -> str:
 
 
 def _as_array(image: Any) -> Any:
-    """Arrays stay as they are (lazily); zarr arrays become dask arrays; others numpy.
+    """Arrays stay as they are (lazily, e.g. dask); others become numpy.
 
+    Zarr arrays arrive as dask arrays (:func:`napari_tiled_unet.batch.segment.as_array`).
     Raises a one-line TypeError for pixel types that are not real numbers (e.g. complex).
     """
     if isinstance(image, np.ndarray) or hasattr(image, "transpose"):
         array = image
-    elif type(image).__module__.split(".")[0] == "zarr":
-        import dask.array as da
-
-        array = da.from_zarr(image)
     else:
         array = np.asarray(image)
     check_dtype(array.dtype)
@@ -156,34 +154,43 @@ def _as_array(image: Any) -> Any:
 def prepare(
     model: Any,
     image: Any,
+    options: SegmentOptions | None = None,
     *,
-    axes: str | None = None,
-    tile_size: int | tuple[int, int] | None = None,
-    memory_budget: int | None = None,
-    batch_size: int | None = None,
-    normalize: Any = "auto",
-    object_size: Any = None,
+    plan: TilePlan | None = None,
+    **keywords: Any,
 ) -> Prepared:
-    """Check ``image`` against ``model`` and plan its tiles (parameters as :func:`segment`)."""
+    """Check ``image`` against ``model`` and plan its tiles (options as for ``segment``).
+
+    ``plan`` is a tile plan made beforehand (e.g. the one shown to the user before a run);
+    it is checked against the image and the model and used instead of a new one.
+    """
+    options = SegmentOptions.of(options, **keywords)
     unet = resolve_model(model)
     image = _as_array(image)
-    layout = parse_axes(axes, tuple(np.shape(image)))
+    layout = parse_axes(options.axes, tuple(np.shape(image)))
     canonical = to_canonical(image, layout)
     check_channels(canonical.shape[-1], layout, unet)
-    normalizer = resolve_normalizer(normalize, unet)
+    normalizer = resolve_normalizer(options.normalize, unet)
     rescale = plan_rescale(
-        object_size,
+        options.object_size,
         unet.metadata.object_size,
         lambda: estimation_planes(canonical.shape[:-3], lambda i: canonical[i]),
     )
-    shape = (int(canonical.shape[-3]), int(canonical.shape[-2]))
-    plan = plan_tiles(
-        scaled_shape(shape, rescale.factor),
-        unet.spec,
-        tile_size=tile_size,
-        memory_budget=memory_budget,
-        batch_size=batch_size,
-    )
+    shape = scaled_shape((int(canonical.shape[-3]), int(canonical.shape[-2])), rescale.factor)
+    if plan is None:
+        plan = plan_tiles(
+            shape,
+            unet.spec,
+            tile_size=options.tile_size,
+            memory_budget=options.memory_budget,
+            batch_size=options.batch_size,
+        )
+    elif plan.shape != shape or plan.halo != unet.spec.halo:
+        raise ValueError(
+            f"the tile plan is for a {plan.shape} plane with a {plan.halo} px halo, but this "
+            f"image's planes are {shape} and the model's halo is {unet.spec.halo} px; "
+            "plan the tiles again"
+        )
     return Prepared(unet, layout, canonical, normalizer, plan, rescale)
 
 

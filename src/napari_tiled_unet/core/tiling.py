@@ -9,6 +9,7 @@ the image the context is the image mirrored at its border (numpy's ``"reflect"``
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,13 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_tiled_unet.core.model.geometry import (
-    alignment,
-    halo,
-    nearest_valid_input_size,
-    output_size,
-    smallest_input_for_output,
-)
+from napari_tiled_unet.core.model.geometry import NetworkSpec
 
 __all__ = [
     "DEFAULT_MEMORY_BUDGET",
@@ -42,75 +37,6 @@ DEFAULT_MEMORY_BUDGET = 2 * 2**30
 # peak RSS increase of one forward pass was 1.2-1.8x the live-tensor count (benchmarks/).
 _RUNTIME_FACTOR = 1.8
 _MAX_BATCH = 16
-
-
-@dataclass(frozen=True)
-class NetworkSpec:
-    """What tiling needs to know about a U-Net.
-
-    Attributes
-    ----------
-    depth : int
-        Number of poolings; tiles are aligned to ``2**depth`` px.
-    base_filters : int
-        Filters of the first level (drives the memory estimate).
-    input_channels, num_classes : int
-        Channels in and classes out.
-    fixed_input_size : tuple of int, optional
-        ``(Y, X)`` input of a model that only accepts one size; None if fully convolutional.
-    padded_halo : int, optional
-        For a network with padded ("same") convolutions, whose output is as large as its
-        input: the px on each side of its output that the padding disturbs.  Its runner
-        (:meth:`UNetModel.predict_batch`) crops them, so tiles behave as with valid
-        convolutions with this halo, on inputs that are multiples of ``2**depth``.  None
-        (default) for the valid-convolution U-Net.
-    """
-
-    depth: int = 4
-    base_filters: int = 64
-    input_channels: int = 1
-    num_classes: int = 2
-    fixed_input_size: tuple[int, int] | None = None
-    padded_halo: int | None = None
-
-    @property
-    def halo(self) -> int:
-        """Context consumed on each side (px)."""
-        return halo(self.depth) if self.padded_halo is None else self.padded_halo
-
-    @property
-    def alignment(self) -> int:
-        """Translation step under which the network is equivariant (px)."""
-        return alignment(self.depth)
-
-    def output_size(self, size: int) -> int | None:
-        """Output size (px) of the (cropped) network for an input ``size``; None if invalid."""
-        if self.padded_halo is None:
-            return output_size(size, self.depth)
-        out = int(size) - 2 * self.padded_halo
-        return out if size % self.alignment == 0 and out > 0 else None
-
-    def nearest_valid_input_size(self, requested: int, *, warn: bool = False) -> int:
-        """Return the valid input size nearest to ``requested`` (the larger one on a tie)."""
-        if self.padded_halo is None:
-            return nearest_valid_input_size(requested, self.depth, warn=warn)
-        step, requested = self.alignment, int(requested)
-        nearest = max(self.smallest_input_for_output(1), (requested + step // 2) // step * step)
-        if warn and nearest != requested:
-            warnings.warn(
-                f"tile size {requested} is not valid for this network (multiples of {step} "
-                f"px); using the nearest valid size {nearest}",
-                UserWarning,
-                stacklevel=3,
-            )
-        return nearest
-
-    def smallest_input_for_output(self, out: int) -> int:
-        """Smallest valid input size whose output is at least ``out`` px."""
-        if self.padded_halo is None:
-            return smallest_input_for_output(out, self.depth)
-        step = self.alignment
-        return -(-(int(out) + 2 * self.padded_halo) // step) * step
 
 
 def activation_bytes(spec: NetworkSpec, tile_in: tuple[int, int], batch: int = 1) -> int:
@@ -219,6 +145,13 @@ class TilePlan:
     def n_tiles(self) -> int:
         """Number of tiles."""
         return len(self.origins[0]) * len(self.origins[1])
+
+    def with_batch_size(self, batch_size: int) -> TilePlan:
+        """Return the same tiles, ``batch_size`` of them per network call."""
+        per_tile = self.memory_per_batch // max(self.batch_size, 1)
+        return dataclasses.replace(
+            self, batch_size=int(batch_size), memory_per_batch=per_tile * int(batch_size)
+        )
 
     def tiles(self) -> Iterator[Tile]:
         """Yield the tiles in row-major order."""

@@ -1,4 +1,4 @@
-"""Size arithmetic of the valid-convolution U-Net (pure Python, no Keras).
+"""Size arithmetic of the valid-convolution U-Net and its :class:`NetworkSpec` (no Keras).
 
 Each level of the contracting path applies two unpadded 3x3 convolutions (-4 px) and a
 2x2 max-pooling (/2); the expanding path doubles the size with a 2x2 up-convolution and
@@ -10,8 +10,10 @@ of the input shrunk by the same ``halo`` on every side (92 px at depth 4).
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 __all__ = [
+    "NetworkSpec",
     "alignment",
     "halo",
     "is_valid_input_size",
@@ -164,3 +166,72 @@ def nearest_valid_input_size(requested: int, depth: int = 4, *, warn: bool = Fal
             stacklevel=3,
         )
     return nearest
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """What tiling needs to know about a U-Net.
+
+    Attributes
+    ----------
+    depth : int
+        Number of poolings; tiles are aligned to ``2**depth`` px.
+    base_filters : int
+        Filters of the first level (drives the memory estimate).
+    input_channels, num_classes : int
+        Channels in and classes out.
+    fixed_input_size : tuple of int, optional
+        ``(Y, X)`` input of a model that only accepts one size; None if fully convolutional.
+    padded_halo : int, optional
+        For a network with padded ("same") convolutions, whose output is as large as its
+        input: the px on each side of its output that the padding disturbs.  Its runner
+        (:meth:`UNetModel.predict_batch`) crops them, so tiles behave as with valid
+        convolutions with this halo, on inputs that are multiples of ``2**depth``.  None
+        (default) for the valid-convolution U-Net.
+    """
+
+    depth: int = 4
+    base_filters: int = 64
+    input_channels: int = 1
+    num_classes: int = 2
+    fixed_input_size: tuple[int, int] | None = None
+    padded_halo: int | None = None
+
+    @property
+    def halo(self) -> int:
+        """Context consumed on each side (px)."""
+        return halo(self.depth) if self.padded_halo is None else self.padded_halo
+
+    @property
+    def alignment(self) -> int:
+        """Translation step under which the network is equivariant (px)."""
+        return alignment(self.depth)
+
+    def output_size(self, size: int) -> int | None:
+        """Output size (px) of the (cropped) network for an input ``size``; None if invalid."""
+        if self.padded_halo is None:
+            return output_size(size, self.depth)
+        out = int(size) - 2 * self.padded_halo
+        return out if size % self.alignment == 0 and out > 0 else None
+
+    def nearest_valid_input_size(self, requested: int, *, warn: bool = False) -> int:
+        """Return the valid input size nearest to ``requested`` (the larger one on a tie)."""
+        if self.padded_halo is None:
+            return nearest_valid_input_size(requested, self.depth, warn=warn)
+        step, requested = self.alignment, int(requested)
+        nearest = max(self.smallest_input_for_output(1), (requested + step // 2) // step * step)
+        if warn and nearest != requested:
+            warnings.warn(
+                f"tile size {requested} is not valid for this network (multiples of {step} "
+                f"px); using the nearest valid size {nearest}",
+                UserWarning,
+                stacklevel=3,
+            )
+        return nearest
+
+    def smallest_input_for_output(self, out: int) -> int:
+        """Smallest valid input size whose output is at least ``out`` px."""
+        if self.padded_halo is None:
+            return smallest_input_for_output(out, self.depth)
+        step = self.alignment
+        return -(-(int(out) + 2 * self.padded_halo) // step) * step

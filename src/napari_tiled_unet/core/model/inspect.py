@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from napari_tiled_unet.core.model.files import METADATA_MEMBER, ModelMetadata, UNetModel
 from napari_tiled_unet.core.model.geometry import output_size, smallest_valid_input_size
+from napari_tiled_unet.core.model.types import METADATA_MEMBER, ModelMetadata, UNetModel
 
 __all__ = [
     "fully_convolutional_twin",

@@ -26,7 +26,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from napari_tiled_unet.core.model.files import UNetModel
+from napari_tiled_unet.core.model.types import UNetModel
 
 __all__ = [
     "DESCRIPTION_NAMES",

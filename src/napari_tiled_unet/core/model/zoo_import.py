@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_tiled_unet.core.model.files import ModelMetadata
+from napari_tiled_unet.core.model.types import ModelMetadata
 
 __all__ = ["foreign_model", "normalization_of", "padded_geometry"]
 

@@ -140,7 +140,7 @@ def _record(
     init: UNetModel | None,
 ) -> dict[str, Any]:
     """Return the part of the training record fixed at the start of a run."""
-    from napari_tiled_unet import __version__
+    from napari_tiled_unet._version import __version__
 
     previous = (init.metadata.training or {}) if init is not None else {}
     return {
