@@ -9,7 +9,7 @@ import tifffile
 
 from napari_tiled_unet import PercentileNormalizer, save_model, segment
 from napari_tiled_unet.batch.files import RUN_RECORD, expand_inputs
-from napari_tiled_unet.batch.lazy import file_sha256
+from napari_tiled_unet.batch.modelref import file_sha256
 from napari_tiled_unet.batch.run import (
     FileFinished,
     FileStarted,

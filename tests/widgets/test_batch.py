@@ -15,13 +15,13 @@ import pytest
 import tifffile
 
 from napari_tiled_unet import save_model, segment
-from napari_tiled_unet._widgets import _settings
-from napari_tiled_unet._widgets._batch_run import (
+from napari_tiled_unet._widgets._batch_text import (
     batch_inputs,
     progress_line,
     summary_line,
     summary_rows,
 )
+from napari_tiled_unet.batch import settings as _settings
 from napari_tiled_unet.batch.events import FileResult, PlaneProgress
 from napari_tiled_unet.batch.files import RUN_RECORD
 from napari_tiled_unet.core.model.files import UNetModel

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from napari_tiled_unet import save_model, segment
-from napari_tiled_unet._widgets import _settings
 from napari_tiled_unet.batch import models
+from napari_tiled_unet.batch import settings as _settings
 from napari_tiled_unet.core import outputs
 from napari_tiled_unet.core.model.builder import build_unet
 from napari_tiled_unet.core.model.files import UNetModel, load_model

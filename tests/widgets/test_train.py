@@ -17,19 +17,17 @@ import numpy as np
 import pytest
 
 from napari_tiled_unet import save_model
-from napari_tiled_unet._widgets import _settings, _train_thread
-from napari_tiled_unet._widgets._train_run import (
-    Pair,
-    model_target,
-    parse_learning_rate,
-    training_planes,
-)
+from napari_tiled_unet._widgets import _workers
+from napari_tiled_unet._widgets._train_text import parse_learning_rate
 from napari_tiled_unet._widgets.train import TrainWidget
 from napari_tiled_unet.batch import models
+from napari_tiled_unet.batch import settings as _settings
+from napari_tiled_unet.batch.models import model_target
 from napari_tiled_unet.core.model.builder import build_unet
 from napari_tiled_unet.core.model.files import load_model
 from napari_tiled_unet.core.train import trainer
 from napari_tiled_unet.core.train.config import TrainProgress
+from napari_tiled_unet.core.train.planes import Pair, training_planes
 from napari_tiled_unet.core.train.weightmap import weight_map
 
 pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("user_folders")]
@@ -358,7 +356,7 @@ def test_user_mistakes_are_one_sentence_notifications(
     widget.add_current_pair()
     widget.image.value = viewer.layers["photo"]
     widget.add_current_pair()
-    monkeypatch.setattr(train, "train_steps", _train_thread.train_steps)
+    monkeypatch.setattr(train, "train_steps", _workers.train_steps)
     attempt("All images must have the same number of channels")  # raised in the worker
 
 
@@ -466,7 +464,7 @@ def train(cancel):
         time.sleep(0.01)
     print("status:", widget.status.value.split(";")[0], flush=True)
 
-for _ in range(3):  # runs in reused pool threads: see _train_thread's docstring
+for _ in range(3):  # runs in reused pool threads: see _workers' docstring
     train(cancel=True)
     train(cancel=False)
 viewer.screenshot(canvas_only=False)
@@ -494,7 +492,7 @@ def test_repeated_runs_in_a_fresh_napari_do_not_crash(tmp_path):
 
 
 def test_durations_read_like_a_person_says_them():
-    from napari_tiled_unet._widgets._train_run import duration
+    from napari_tiled_unet._widgets._train_text import duration
 
     assert [duration(s) for s in (0.4, 45, 89, 600, 3900)] == [
         "0 s",
@@ -552,8 +550,7 @@ def test_not_annotated_regions_from_labels_or_shapes(make_napari_viewer, qtbot, 
 
 
 def test_a_tiny_model_trains_with_a_not_annotated_region(tmp_path):
-    from napari_tiled_unet._widgets._train_run import TrainJob
-    from napari_tiled_unet._widgets._train_thread import train_steps
+    from napari_tiled_unet._widgets._workers import TrainJob, train_steps
     from napari_tiled_unet.core.model.files import load_model
 
     image, labels = blobs(4)

@@ -17,9 +17,9 @@ from magicgui.widgets import Container, PushButton, request_values
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_info
 
-from napari_tiled_unet._widgets import _settings
 from napari_tiled_unet._widgets._layers import notify_error
-from napari_tiled_unet._widgets._thread import in_python_thread
+from napari_tiled_unet._widgets._workers import in_python_thread
+from napari_tiled_unet.batch import settings as _settings
 
 __all__ = ["EXPORT_DEFAULTS", "ModelExport", "ask_export_options", "export_settings_path"]
 

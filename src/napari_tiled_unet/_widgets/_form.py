@@ -21,8 +21,8 @@ from magicgui.widgets import (
 from magicgui.widgets.bases import ValueWidget
 
 from napari_tiled_unet._widgets._form_parts import model_file_picker, show_values, wrap_labels
-from napari_tiled_unet._widgets._settings import SEGMENT_DEFAULTS
 from napari_tiled_unet.batch import models as model_files
+from napari_tiled_unet.batch.settings import SEGMENT_DEFAULTS
 
 __all__ = ["NORMALIZE_CHOICES", "OUTPUT_KINDS", "STACK_CHOICES", "SegmentForm"]
 

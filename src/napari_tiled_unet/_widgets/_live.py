@@ -1,7 +1,7 @@
 """One run of the Segment widget: worker thread, progress bar, growing labels, undo.
 
-The worker (:func:`~napari_tiled_unet._widgets._run.segment_steps`, in a Python thread of
-its own: see :mod:`~napari_tiled_unet._widgets._thread`) only computes; every
+The worker (:func:`~napari_tiled_unet._widgets._workers.segment_steps`, in a Python thread of
+its own: see :mod:`~napari_tiled_unet._widgets._workers`) only computes; every
 layer change happens here, on the main thread, in the worker's signal handlers.  napari's
 progress bars process Qt events when they change, so each handler finishes its own work
 before it touches the bar: a handler may be re-entered from inside ``bar.update``.
@@ -22,8 +22,7 @@ from napari.qt.threading import create_worker
 from napari.utils import progress
 
 from napari_tiled_unet._widgets._layers import labels_name, show_labels
-from napari_tiled_unet._widgets._run import Job, ModelLoaded, segment_steps
-from napari_tiled_unet._widgets._thread import in_python_thread
+from napari_tiled_unet._widgets._workers import Job, ModelLoaded, in_python_thread, segment_steps
 from napari_tiled_unet.core import outputs
 
 __all__ = ["LiveRun", "RunCallbacks"]

@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from napari_tiled_unet._widgets import _settings
 from napari_tiled_unet.batch import models as model_files
+from napari_tiled_unet.batch import settings as _settings
 
 __all__ = ["ModelPickerMixin"]
 

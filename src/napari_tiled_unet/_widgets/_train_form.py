@@ -21,9 +21,9 @@ from magicgui.widgets import (
 from qtpy.QtWidgets import QComboBox
 
 from napari_tiled_unet._widgets._form_parts import model_file_picker, row, show_values, wrap_labels
-from napari_tiled_unet._widgets._settings import TRAIN_DEFAULTS
 from napari_tiled_unet._widgets._train_plot import LossPlot
 from napari_tiled_unet.batch import models as model_files
+from napari_tiled_unet.batch.settings import TRAIN_DEFAULTS
 
 __all__ = ["CLASS_CHOICES", "OPTIMIZER_CHOICES", "START_CHOICES", "TrainForm"]
 

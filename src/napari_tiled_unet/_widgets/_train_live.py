@@ -1,6 +1,6 @@
 """One run of the Train widget: worker thread, progress bar, status lines, what was saved.
 
-Main thread only: the worker (:func:`~napari_tiled_unet._widgets._train_thread.train_steps`)
+Main thread only: the worker (:func:`~napari_tiled_unet._widgets._workers.train_steps`)
 computes, and its signals arrive here.  Every event is recorded, even after Cancel, because
 the events still in flight tell whether a checkpoint was written.  napari's progress bars
 process Qt events when they change, so each handler updates the bar last.
@@ -18,8 +18,8 @@ from typing import Any
 from napari.qt.threading import create_worker
 from napari.utils import progress
 
-from napari_tiled_unet._widgets._train_run import TrainJob, describe_progress, duration
-from napari_tiled_unet._widgets._train_thread import train_steps
+from napari_tiled_unet._widgets._train_text import describe_progress, duration
+from napari_tiled_unet._widgets._workers import TrainJob, train_steps
 from napari_tiled_unet.batch import models as model_files
 
 __all__ = ["TrainCallbacks", "TrainingRun"]
@@ -46,7 +46,7 @@ class TrainingRun:
         How the widget hears about the run.
     worker_function : callable, optional
         The worker generator, ``(job, stop) -> events``; default
-        :func:`~napari_tiled_unet._widgets._train_thread.train_steps`.
+        :func:`~napari_tiled_unet._widgets._workers.train_steps`.
     """
 
     def __init__(

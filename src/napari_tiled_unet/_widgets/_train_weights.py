@@ -1,7 +1,7 @@
 """The Train widget's weight-map preview layer: named after the labels, in their place.
 
 Main thread only; the weights themselves come from
-:func:`~napari_tiled_unet._widgets._train_run.weight_map_planes` in a worker thread.
+:func:`~napari_tiled_unet.core.train.planes.weight_map_planes` in a worker thread.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """The **Batch** dock widget: segment a folder of TIFF files, then open a result.
 
 Wiring only: the form is :class:`~napari_tiled_unet._widgets._batch_form.BatchForm`, the
-worker runs :func:`~napari_tiled_unet._widgets._batch_run.batch_steps` (the batch engine of
+worker runs :func:`~napari_tiled_unet._widgets._workers.batch_steps` (the batch engine of
 :mod:`napari_tiled_unet.batch.run`), the activity dock shows
 :class:`~napari_tiled_unet._widgets._batch_progress.BatchProgress`, and results are read by
-:func:`~napari_tiled_unet._widgets._batch_open.read_result` in a worker too.  Layers change
+:func:`~napari_tiled_unet.batch.results.read_result` in a worker too.  Layers change
 on the main thread only.  Importing this module imports napari and magicgui but not
 TensorFlow, which loads in the worker thread on the first Run.
 """
@@ -20,14 +20,10 @@ from typing import TYPE_CHECKING, Any
 from napari.layers import Image
 from napari.qt.threading import create_worker
 
-from napari_tiled_unet._widgets import _settings
 from napari_tiled_unet._widgets._batch_form import NORMALIZE_CHOICES, TABLE_COLUMNS, BatchForm
-from napari_tiled_unet._widgets._batch_open import OpenedResult, read_result
 from napari_tiled_unet._widgets._batch_progress import BatchProgress
-from napari_tiled_unet._widgets._batch_run import (
-    BatchJob,
+from napari_tiled_unet._widgets._batch_text import (
     batch_inputs,
-    batch_steps,
     count_inputs,
     describe_end,
     labels_output,
@@ -37,10 +33,23 @@ from napari_tiled_unet._widgets._batch_run import (
 )
 from napari_tiled_unet._widgets._layers import labels_name, notify_error, show_labels
 from napari_tiled_unet._widgets._model_picker import ModelPickerMixin
-from napari_tiled_unet._widgets._run import ModelLoaded, model_key
-from napari_tiled_unet._widgets._thread import in_python_thread
+from napari_tiled_unet._widgets._workers import (
+    BatchJob,
+    ModelLoaded,
+    batch_steps,
+    in_python_thread,
+    model_key,
+)
 from napari_tiled_unet.batch import models as model_files
-from napari_tiled_unet.batch.events import FileFinished, FileResult, FileStarted, PlaneProgress
+from napari_tiled_unet.batch import settings as _settings
+from napari_tiled_unet.batch.events import (
+    BatchOptions,
+    FileFinished,
+    FileResult,
+    FileStarted,
+    PlaneProgress,
+)
+from napari_tiled_unet.batch.results import OpenedResult, read_result
 
 if TYPE_CHECKING:
     import napari
@@ -181,15 +190,15 @@ class BatchWidget(ModelPickerMixin, BatchForm):
         if not path.is_file():
             raise FileNotFoundError(f"the model file {path} does not exist; choose another")
         n_files = count_inputs(inputs, outdir)
-        options = {
-            "axes": self.axes.value.strip().upper() or None,
-            "tile_size": self.tile_request or None,
-            "normalize": NORMALIZE_CHOICES[self.normalize.value],
-            "object_size": _object_size(self.object_size.value),
-            "probabilities": bool(self.probabilities.value),
-            "probability_dtype": self.probability_dtype.value,
-            "overwrite": bool(self.overwrite.value),
-        }
+        options = BatchOptions(
+            axes=self.axes.value.strip().upper() or None,
+            tile_size=self.tile_request or None,
+            normalize=NORMALIZE_CHOICES[self.normalize.value],
+            object_size=_object_size(self.object_size.value),
+            probabilities=bool(self.probabilities.value),
+            probability_dtype=self.probability_dtype.value,
+            overwrite=bool(self.overwrite.value),
+        )
         model = self._loaded_for(path) or path
         return BatchJob(inputs, outdir, model, model_key(path), options), n_files
 

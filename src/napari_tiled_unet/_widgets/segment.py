@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 from napari.layers import Image
 
-from napari_tiled_unet._widgets import _settings
 from napari_tiled_unet._widgets._export import ModelExport
 from napari_tiled_unet._widgets._form import OUTPUT_KINDS, SegmentForm
 from napari_tiled_unet._widgets._layers import (
@@ -28,8 +27,9 @@ from napari_tiled_unet._widgets._layers import (
 )
 from napari_tiled_unet._widgets._live import LiveRun, RunCallbacks
 from napari_tiled_unet._widgets._model_picker import ModelPickerMixin
-from napari_tiled_unet._widgets._run import Job, ModelLoaded, model_key
+from napari_tiled_unet._widgets._workers import Job, ModelLoaded, model_key
 from napari_tiled_unet.batch import models as model_files
+from napari_tiled_unet.batch import settings as _settings
 from napari_tiled_unet.core import outputs
 from napari_tiled_unet.core.options import SegmentOptions
 

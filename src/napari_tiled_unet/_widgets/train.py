@@ -20,23 +20,18 @@ import numpy as np
 from napari.layers import Image, Labels, Shapes
 from napari.qt.threading import create_worker
 
-from napari_tiled_unet._widgets import _settings
 from napari_tiled_unet._widgets._export import ModelExport
 from napari_tiled_unet._widgets._layers import OUTPUT_IMAGE_ROLES, ROLE, notify_error
 from napari_tiled_unet._widgets._model_picker import ModelPickerMixin
 from napari_tiled_unet._widgets._train_form import TrainForm
 from napari_tiled_unet._widgets._train_live import TrainCallbacks, TrainingRun
-from napari_tiled_unet._widgets._train_run import (
-    Pair,
-    TrainJob,
-    model_target,
-    parse_learning_rate,
-    training_planes,
-    weight_map_planes,
-)
-from napari_tiled_unet._widgets._train_thread import train_steps
+from napari_tiled_unet._widgets._train_text import parse_learning_rate
 from napari_tiled_unet._widgets._train_weights import show_weight_map
+from napari_tiled_unet._widgets._workers import TrainJob, train_steps
 from napari_tiled_unet.batch import models as model_files
+from napari_tiled_unet.batch import settings as _settings
+from napari_tiled_unet.batch.models import model_target
+from napari_tiled_unet.core.train.planes import Pair, training_planes, weight_map_planes
 
 if TYPE_CHECKING:
     import napari

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import types
 import weakref
 import zipfile
@@ -24,6 +25,7 @@ from typing import Literal
 from napari_tiled_unet.core.model.files import ModelMetadata
 
 __all__ = [
+    "model_target",
     "BUNDLED_MODELS_DIR",
     "MODELS_ENV_VAR",
     "MODEL_SUFFIXES",
@@ -45,6 +47,9 @@ MODELS_ENV_VAR = "NAPARI_TILED_UNET_MODELS"
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5", ".zip")
 #: Where trained models shipped inside the package live.
 BUNDLED_MODELS_DIR = Path(__file__).resolve().parents[1] / "data" / "models"
+
+# Characters that are unsafe in a file name on some system, and path separators.
+_UNSAFE = re.compile(r'[<>:"/\\|?*\x00-\x1f]')
 
 
 @dataclass(frozen=True)
@@ -232,3 +237,30 @@ def notify_models_changed() -> None:
             _listeners.remove(ref)
         else:
             callback()
+
+
+def model_target(name: str, *, overwrite: bool, folder: Path | None = None) -> Path:
+    """Return the file a model called ``name`` is saved as, in the user models folder.
+
+    Raises
+    ------
+    ValueError
+        An empty name, one with characters that do not belong in a file name, or an
+        existing file when ``overwrite`` is False.
+    """
+    stem = name.strip()
+    stem = stem[: -len(".keras")] if stem.lower().endswith(".keras") else stem
+    if not stem:
+        raise ValueError("the model has no name; type one under Name")
+    if _UNSAFE.search(stem) or stem.startswith("."):
+        raise ValueError(
+            f"the name {stem!r} does not work as a file name; use letters, digits, spaces, "
+            "'-' and '_'"
+        )
+    path = (folder or models_folder()) / f"{stem}.keras"
+    if path.exists() and not overwrite:
+        raise ValueError(
+            f"a model called {path.name!r} exists already; choose another name or tick "
+            "'Replace it'"
+        )
+    return path

@@ -1,36 +1,18 @@
-"""What the Train widget checks on the main thread and runs in its worker threads.
+"""Training planes from images and the labels painted on them (the Train widget's data).
 
-No Qt, no layers and no TensorFlow here: the widget hands over plain arrays (:class:`Pair`)
-and gets back checked training planes, the model file to write and a :class:`TrainJob`,
-which :func:`~napari_tiled_unet._widgets._train_thread.train_steps` runs; the weight map
-preview is :func:`weight_map_planes`, run in a worker thread.
+A stack is trained plane by plane: :func:`training_planes` splits image / labels pairs
+(:class:`Pair`) into the 2D planes that were annotated, and :func:`weight_map_planes` shows
+the loss weights that training would use, plane by plane.
 """
 
 from __future__ import annotations
 
-import math
-import re
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from napari_tiled_unet.batch import models as model_files
-
-__all__ = [
-    "Pair",
-    "TrainJob",
-    "describe_progress",
-    "duration",
-    "model_target",
-    "parse_learning_rate",
-    "training_planes",
-    "weight_map_planes",
-]
-
-# Characters that are unsafe in a file name on some system, and path separators.
-_UNSAFE = re.compile(r'[<>:"/\\|?*\x00-\x1f]')
+__all__ = ["Pair", "training_planes", "weight_map_planes"]
 
 
 @dataclass(frozen=True)
@@ -162,94 +144,6 @@ def training_planes(pairs: list[Pair], *, role: str = "training") -> tuple[list,
     return images, labels, ignore
 
 
-def model_target(name: str, *, overwrite: bool, folder: Path | None = None) -> Path:
-    """Return the file a model called ``name`` is saved as, in the user models folder.
-
-    Raises
-    ------
-    ValueError
-        An empty name, one with characters that do not belong in a file name, or an
-        existing file when ``overwrite`` is False.
-    """
-    stem = name.strip()
-    stem = stem[: -len(".keras")] if stem.lower().endswith(".keras") else stem
-    if not stem:
-        raise ValueError("the model has no name; type one under Name")
-    if _UNSAFE.search(stem) or stem.startswith("."):
-        raise ValueError(
-            f"the name {stem!r} does not work as a file name; use letters, digits, spaces, "
-            "'-' and '_'"
-        )
-    path = (folder or model_files.models_folder()) / f"{stem}.keras"
-    if path.exists() and not overwrite:
-        raise ValueError(
-            f"a model called {path.name!r} exists already; choose another name or tick "
-            "'Replace it'"
-        )
-    return path
-
-
-def parse_learning_rate(text: str) -> float | None:
-    """Return the learning rate typed by the user, None for the optimiser's default.
-
-    Raises
-    ------
-    ValueError
-        Text that is not a positive number.
-    """
-    text = text.strip().lower()
-    if text in ("", "auto", "default"):
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(
-            f"the learning rate {text!r} is not a positive number; type e.g. 1e-4, or leave "
-            "it empty for the optimiser's default"
-        )
-    return value
-
-
-@dataclass(frozen=True)
-class TrainJob:
-    """Everything a training run needs, checked on the main thread before it starts.
-
-    Attributes
-    ----------
-    images, labels : list of ndarray
-        Training planes (see :func:`training_planes`).
-    val_images, val_labels : list of ndarray
-        Validation planes (may be empty).
-    ignore, val_ignore : list of (ndarray of bool or None)
-        Per plane, True where not annotated (loss weight 0); empty when all is annotated.
-    target : pathlib.Path
-        The ``.keras`` file written after every improvement and at the end.
-    settings : dict
-        Keyword arguments of :class:`~napari_tiled_unet.core.train.config.TrainConfig`: the
-        network's shape for a new model, the training schedule in any case.
-    init : pathlib.Path, optional
-        The model to fine-tune; its shape (and recorded settings) replace ``settings``'
-        shape, see :meth:`~napari_tiled_unet.core.train.config.TrainConfig.for_model`.
-    """
-
-    images: list[np.ndarray]
-    labels: list[np.ndarray]
-    target: Path
-    settings: dict[str, Any]
-    val_images: list[np.ndarray] = field(default_factory=list)
-    val_labels: list[np.ndarray] = field(default_factory=list)
-    init: Path | None = None
-    ignore: list[Any] = field(default_factory=list)
-    val_ignore: list[Any] = field(default_factory=list)
-
-    @property
-    def total_steps(self) -> int:
-        """Steps of the whole run."""
-        return int(self.settings["steps_per_epoch"]) * int(self.settings["epochs"])
-
-
 def weight_map_planes(
     labels: Any,
     *,
@@ -296,27 +190,3 @@ def weight_map_planes(
     for index, (plane, masked) in enumerate(zip(planes, masks)):
         out[index] = weight_map(plane, w0=w0, sigma=sigma, n_classes=n_classes, ignore=masked)
     return out.reshape(arr.shape)
-
-
-def duration(seconds: float) -> str:
-    """Say a duration the way a person would: ``"45 s"``, ``"1 min 29 s"``, ``"1 h 05 min"``."""
-    seconds = max(0, round(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 600:
-        return f"{seconds // 60} min {seconds % 60:02d} s"
-    minutes = round(seconds / 60)
-    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
-
-
-def describe_progress(event: Any) -> str:
-    """One status line for a ``TrainProgress`` event: where the run is, losses, time left."""
-    text = f"Epoch {event.epoch}/{event.epochs}, step {event.step}/{event.total_steps}: "
-    text += f"loss {event.loss:.4g}"
-    if event.val_loss is not None:
-        text += f", val loss {event.val_loss:.4g}"
-    if event.val_iou is not None:
-        text += f", val IoU {event.val_iou:.3f}"
-    if event.eta is not None and event.step < event.total_steps:
-        text += f"; about {duration(event.eta)} left"
-    return text + "."

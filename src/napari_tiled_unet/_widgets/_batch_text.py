@@ -1,28 +1,19 @@
-"""What the Batch widget checks, runs in its worker thread, and says (no Qt, no layers).
+"""What the Batch widget checks and says (no Qt, no layers).
 
-The main thread turns the form into a :class:`BatchJob` (:func:`batch_inputs`,
-:func:`count_inputs` catch the mistakes a user can fix at once); the worker runs
-:func:`batch_steps`, which loads the model and drives
-:func:`~napari_tiled_unet.batch.run.iter_batch`;
+:func:`batch_inputs` and :func:`count_inputs` catch the mistakes a user can fix at once,
+before the main thread builds a :class:`~napari_tiled_unet._widgets._workers.BatchJob`;
 the texts of the status line and the summary come from the functions at the end.
 """
 
 from __future__ import annotations
 
 import os
-import threading
-from collections.abc import Generator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from napari_tiled_unet._widgets._run import ModelLoaded
 from napari_tiled_unet.batch.events import BatchSummary, FileResult, PlaneProgress
 
 __all__ = [
-    "BatchJob",
     "batch_inputs",
-    "batch_steps",
     "count_inputs",
     "describe_end",
     "labels_output",
@@ -36,31 +27,6 @@ _NO_INPUT = (
 )
 #: Order of the statuses in the summary table: what needs attention first.
 _ORDER = {"failed": 0, "cancelled": 1, "done": 2, "skipped": 3}
-
-
-@dataclass(frozen=True)
-class BatchJob:
-    """Everything a batch run needs, checked on the main thread before the worker starts.
-
-    Attributes
-    ----------
-    inputs : tuple of str
-        Folders, files and glob patterns for :func:`~napari_tiled_unet.batch.run.iter_batch`.
-    outdir : pathlib.Path
-        The output folder.
-    model : UNetModel or pathlib.Path
-        A model loaded by an earlier run, or the file to load.
-    key : tuple
-        Identity of the model file (path, modification time, size).
-    options : dict
-        Fields of :class:`~napari_tiled_unet.batch.run.BatchOptions`.
-    """
-
-    inputs: tuple[str, ...]
-    outdir: Path
-    model: Any
-    key: tuple[str, int, int]
-    options: dict[str, Any] = field(default_factory=dict)
 
 
 def batch_inputs(folder: str, pattern: str) -> tuple[str, ...]:
@@ -105,40 +71,6 @@ def count_inputs(inputs: tuple[str, ...], outdir: Path) -> int:
     if problems:
         raise ValueError(problems[0] + "; check the input folder and Files")
     return len(files)
-
-
-def batch_steps(job: BatchJob, stop: threading.Event) -> Generator[Any, None, Any]:
-    """Run ``job``: yield :class:`ModelLoaded` (if loading), then the batch engine's events.
-
-    Setting ``stop`` ends the run after the plane in progress (before the first file when
-    it is set while the model loads).
-
-    Returns
-    -------
-    BatchSummary or None
-        None when the run was stopped before it started.
-    """
-    from napari_tiled_unet.batch.run import iter_batch
-    from napari_tiled_unet.core._keras import get_keras
-    from napari_tiled_unet.core.model.files import UNetModel, load_model
-
-    get_keras()  # isolated from Mesa's LLVM, see _keras._isolated_dlopen
-    unet = job.model
-    if not isinstance(unet, UNetModel):
-        unet = load_model(unet)
-        yield ModelLoaded(job.key, unet)
-    if stop.is_set():
-        return None
-    return (
-        yield from iter_batch(
-            job.inputs,
-            job.outdir,
-            model=unet,
-            stop=stop,
-            record_extra={"source": "napari"},
-            **job.options,
-        )
-    )
 
 
 def progress_line(event: PlaneProgress) -> str:
