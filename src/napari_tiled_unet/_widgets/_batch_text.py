@@ -15,6 +15,8 @@ from napari_tiled_unet.batch.events import BatchSummary, FileResult, PlaneProgre
 __all__ = [
     "batch_inputs",
     "count_inputs",
+    "object_size_field",
+    "output_folder_field",
     "describe_end",
     "labels_output",
     "progress_line",
@@ -61,6 +63,24 @@ def batch_inputs(folder: str, pattern: str) -> tuple[str, ...]:
         raise ValueError(_NO_INPUT)
     base = Path(folder).expanduser()
     return (str(base / pattern) if pattern else str(base),)
+
+
+def output_folder_field(text: str) -> Path:
+    """Return the Output folder field as a path (one-line ValueError when unusable)."""
+    if not text:
+        raise ValueError("no output folder: choose one under Output folder")
+    outdir = Path(text).expanduser()
+    if outdir.exists() and not outdir.is_dir():
+        raise ValueError(f"{outdir} is a file; choose a folder under Output folder")
+    return outdir
+
+
+def object_size_field(text: str) -> str | float | None:
+    """Read the Object size field as the batch engine takes it (one-line error if unreadable)."""
+    from napari_tiled_unet.core.sizing import parse_object_size
+
+    value = parse_object_size(text.strip() or None)
+    return None if value == "auto" else value
 
 
 def count_inputs(inputs: tuple[str, ...], outdir: Path) -> int:

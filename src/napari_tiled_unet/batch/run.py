@@ -161,12 +161,9 @@ def _labels_to_write(item: Rows, job: FileJob, ctx: _Context) -> np.ndarray:
     """Class labels as computed, or instances of a whole plane (numbered from 1)."""
     if not _instances(ctx):
         return item.labels
-    from napari_tiled_unet.core.postprocess import classes_to_instances
+    from napari_tiled_unet.core.outputs import instances_of
 
-    if ctx.unet.spec.num_classes == 3:
-        instances = classes_to_instances(item.labels, min_size=ctx.options.min_size)
-    else:
-        instances = classes_to_instances(item.labels == 1, min_size=ctx.options.min_size)
+    instances = instances_of(item.labels, ctx.unet.spec.num_classes, min_size=ctx.options.min_size)
     if int(instances.max(initial=0)) > np.iinfo(np.uint16).max:
         raise ValueError("a plane has more than 65535 objects; use --output classes")
     return instances.astype(np.uint16)
@@ -411,12 +408,10 @@ def run_batch(
     inputs: Iterable[str | os.PathLike[str]], outdir: str | os.PathLike[str], **kwargs: Any
 ) -> BatchSummary:
     """Run :func:`iter_batch` to the end and return its :class:`BatchSummary`."""
-    steps = iter_batch(inputs, outdir, **kwargs)
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            return done.value
+    from napari_tiled_unet.core.predict import drain
+
+    summary: BatchSummary = drain(iter_batch(inputs, outdir, **kwargs))
+    return summary
 
 
 def summary_counts(summary: BatchSummary) -> dict[str, int]:

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage as ndi
 
 from napari_tiled_unet.batch.png import overlay, write_png
 
@@ -46,7 +45,7 @@ def run_demo(outdir: Path, *, model: Path | None = None) -> DemoResult:
 
     from napari_tiled_unet import load_model, segment
     from napari_tiled_unet.batch.models import bundled_models
-    from napari_tiled_unet.core.postprocess import classes_to_instances
+    from napari_tiled_unet.core.outputs import instances_of
     from napari_tiled_unet.data import nuclei2d
 
     if model is None:
@@ -58,11 +57,7 @@ def run_demo(outdir: Path, *, model: Path | None = None) -> DemoResult:
     image, _ = nuclei2d()
     start = time.perf_counter()
     result = segment(unet, image)
-    labels = (
-        classes_to_instances(result.labels, min_size=20)
-        if unet.spec.num_classes == 3
-        else ndi.label(result.labels == 1)[0].astype(np.uint16)
-    )
+    labels = instances_of(result.labels, unet.spec.num_classes, min_size=20).astype(np.uint16)
     seconds = time.perf_counter() - start
     outdir.mkdir(parents=True, exist_ok=True)
     labels_path, overlay_path = outdir / "nuclei2d_labels.tif", outdir / "nuclei2d_overlay.png"

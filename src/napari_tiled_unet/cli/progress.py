@@ -14,6 +14,7 @@ from napari_tiled_unet.batch.run import (
     PlaneProgress,
     summary_counts,
 )
+from napari_tiled_unet.core.predict import drain
 
 __all__ = ["TqdmProgress"]
 
@@ -78,13 +79,7 @@ class TqdmProgress:
     def drain(self, steps: Generator[BatchEvent, None, BatchSummary]) -> BatchSummary:
         """Run ``steps`` to the end and return its summary."""
         try:
-            while True:
-                try:
-                    event = next(steps)
-                except StopIteration as done:
-                    summary: BatchSummary = done.value
-                    break
-                self.handle(event)
+            summary: BatchSummary = drain(steps, self.handle)
         finally:
             self._close_planes()
             if self._files is not None:

@@ -110,6 +110,20 @@ def canonical_view(array: np.ndarray, axes: str) -> np.ndarray:
     return array.transpose([*order, *range(named, array.ndim)])
 
 
+def instances_of(classes: np.ndarray, n_classes: int, *, min_size: int = 0) -> np.ndarray:
+    """Instance labels of class labels, as every route makes them for a model's classes.
+
+    For 3-class models the interior seeds grow into their border
+    (:func:`napari_tiled_unet.core.postprocess.classes_to_instances`); otherwise each
+    connected foreground region is one object.  Objects under ``min_size`` px are dropped.
+    """
+    if n_classes == 3:
+        return classes_to_instances(classes, border_class=2, min_size=min_size)
+    return classes_to_instances(
+        (classes > 0).astype(np.uint8), border_class=None, min_size=min_size
+    )
+
+
 def labels_from_probabilities(
     probabilities: np.ndarray,
     *,
@@ -150,14 +164,11 @@ def labels_from_probabilities(
         raise ValueError(f"kind must be 'classes' or 'instances', got {kind!r}")
     axes = axes or "ABDEFGHIJK"[: classes.ndim - 2] + "YX"
     n_classes = np.asarray(probabilities).shape[-1]
-    seeds = classes if n_classes == 3 else (classes > 0).astype(np.uint8)
     instances = np.zeros(classes.shape, np.uint32)
-    source, target = canonical_view(seeds, axes), canonical_view(instances, axes)
+    source, target = canonical_view(classes, axes), canonical_view(instances, axes)
     offset = 0
     for plane in np.ndindex(*source.shape[:-2]):
-        found = classes_to_instances(
-            source[plane], border_class=2 if n_classes == 3 else None, min_size=min_size
-        )
+        found = instances_of(source[plane], n_classes, min_size=min_size)
         target[plane] = np.where(found > 0, found.astype(np.uint32) + offset, 0)
         offset += int(found.max(initial=0))
     return instances.astype(np.uint16 if offset <= np.iinfo(np.uint16).max else np.uint32)
@@ -326,19 +337,11 @@ def plan_for_image(
         return plan_tiles(size, spec, tile_size=tile_size or None)
 
 
-def live_plan(
-    shape: Sequence[int],
-    layout: AxesLayout,
-    spec: NetworkSpec,
-    *,
-    tile_size: int | None = None,
-    factor: float = 1.0,
-) -> TilePlan:
-    """Plan a live run: :func:`plan_for_image`, in batches of :func:`live_batch_size`.
+def live_plan(plan: TilePlan) -> TilePlan:
+    """Return ``plan`` for a live run: in batches of :func:`live_batch_size`.
 
     What the Segment widget shows before Run and hands to the run.
     """
-    plan = plan_for_image(shape, layout, spec, tile_size=tile_size, factor=factor)
     return plan.with_batch_size(live_batch_size(plan))
 
 

@@ -9,7 +9,7 @@ route gives the same numbers.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -281,10 +281,15 @@ def segment(
     return drain(iter_segment(model, image, options, **keywords))
 
 
-def drain(steps: Generator[Any, None, Any]) -> Any:
-    """Run a progress generator to its end and return its return value."""
+def drain(steps: Generator[Any, None, Any], each: Callable[[Any], Any] | None = None) -> Any:
+    """Run a progress generator to its end and return its return value.
+
+    ``each`` is called with every event on the way (e.g. a progress bar's update).
+    """
     while True:
         try:
-            next(steps)
+            event = next(steps)
         except StopIteration as stop:
             return stop.value
+        if each is not None:
+            each(event)

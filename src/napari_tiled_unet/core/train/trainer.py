@@ -361,8 +361,6 @@ def train(
         init=init,
         checkpoint=checkpoint,
     )
-    while True:
-        try:
-            next(steps)
-        except StopIteration as stop:
-            return stop.value
+    from napari_tiled_unet.core.predict import drain
+
+    return drain(steps)
