@@ -36,6 +36,8 @@ CORE = sorted(
         *CORE,
         "napari_tiled_unet",
         "napari_tiled_unet.cli.main",
+        "napari_tiled_unet.cli.segment",
+        "napari_tiled_unet.cli.errors",
         "napari_tiled_unet.batch.files",
         "napari_tiled_unet.data",
         "napari_tiled_unet._sample_data",

@@ -75,6 +75,8 @@ class DockWidget:
         self._extra_models: list[Path] = []
         self._loaded: tuple[tuple[str, int, int], Any] | None = None
         self._saving = False
+        #: The run in progress (its ``worker`` and ``cancel()``), or None.
+        self._active: Any = None
 
     def _start_dock(self) -> None:
         """Wire the shared controls, show the stored settings, follow the models folder.
@@ -204,15 +206,26 @@ class DockWidget:
 
     def _busy(self) -> bool:
         """Whether a run is in progress."""
-        raise NotImplementedError
+        return self._active is not None
 
     def _start(self) -> None:
-        """Check the form and start the run (raise a user error to refuse)."""
+        """Check the form and start the run in ``_active`` (raise a user error to refuse)."""
         raise NotImplementedError
 
+    @property
+    def worker(self) -> Any:
+        """The worker thread of the run in progress, or None."""
+        return None if self._active is None else self._active.worker
+
     def cancel(self) -> None:
-        """Stop the run in progress (see the widget)."""
-        raise NotImplementedError
+        """Stop the run in progress where it can stop cleanly, and say so."""
+        if self._active is not None:
+            self.cancel_button.enabled = False
+            self._active.cancel()
+
+    def _run_ended(self) -> None:
+        self._active = None
+        self._set_running(False)
 
     def _set_running(self, running: bool) -> None:
         getattr(self, self._start_button).enabled = not running

@@ -13,9 +13,10 @@ import numpy as np
 from napari.layers import Shapes
 
 from napari_tiled_unet._widgets._dock import layer_data
+from napari_tiled_unet._widgets._layers import notify_error
 from napari_tiled_unet.core.train.planes import Pair, training_planes
 
-__all__ = ["ignore_mask", "pair_name", "training_data"]
+__all__ = ["PairList", "ignore_mask", "pair_name", "training_data"]
 
 
 def ignore_mask(layer: Any, labels: Any) -> Any:
@@ -87,3 +88,59 @@ def training_data(
             "it, or set Validation image to none"
         )
     return train, training_planes([_pair(*val_pair)], role="validation")
+
+
+class PairList:
+    """The Train form's Pairs: (image, labels, not annotated or None) layer triples.
+
+    Parameters
+    ----------
+    form : TrainWidget
+        Provides ``image``, ``labels_layer``, ``ignore_layer``, ``pairs`` (the list shown),
+        ``pairs_info``, ``status`` and ``update_visibility``.
+    """
+
+    def __init__(self, form: Any) -> None:
+        self._form = form
+        self.items: list[tuple[Any, Any, Any]] = []
+
+    def choices(self) -> list[tuple[str, Any]]:
+        return [(pair_name(*pair), pair) for pair in self.items]
+
+    def add_current(self) -> None:
+        """Add the chosen Image, Labels and Not annotated, if they fit together."""
+        form = self._form
+        image, labels, ignore = form.image.value, form.labels_layer.value, form.ignore_layer.value
+        try:
+            if image is None or labels is None:
+                raise ValueError("choose an image and the Labels layer painted on it first")
+            if ignore is labels:
+                raise ValueError("the labels cannot mark what is not annotated as well")
+            training_data([(image, labels, ignore)], None)
+        except ValueError as exc:
+            form.status.value = notify_error(exc)
+            return
+        new = (image, labels, ignore)
+        if not any(all(a is b for a, b in zip(pair, new)) for pair in self.items):
+            self.items.append(new)
+        form.pairs.reset_choices()
+        self.show_count()
+
+    def remove_chosen(self, _: Any = None) -> None:
+        chosen = self._form.pairs.value
+        self.items = [pair for pair in self.items if pair not in chosen]
+        self._form.pairs.reset_choices()
+        self.show_count()
+
+    def keep_only(self, layers: Any) -> None:
+        """Forget the pairs with a layer that is no longer in ``layers``."""
+        self.items = [pair for pair in self.items if all(x is None or x in layers for x in pair)]
+
+    def show_count(self) -> None:
+        self._form.update_visibility()
+        count = len(self.items)
+        self._form.pairs_info.value = (
+            f"Trains on {count} pair{'s' if count != 1 else ''}."
+            if count
+            else "No pairs added: Train uses the Image and Labels above."
+        )

@@ -69,7 +69,6 @@ class BatchWidget(DockWidget, BatchForm):
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         self._init_dock(napari_viewer)
-        self._worker: Any = None
         self._opening: Any = None
         self._stop = threading.Event()
         self._progress: BatchProgress | None = None
@@ -93,14 +92,6 @@ class BatchWidget(DockWidget, BatchForm):
         self._save()
 
     # ------------------------------------------------------------------ run
-    @property
-    def worker(self) -> Any:
-        """The worker thread of the run in progress, or None."""
-        return self._worker
-
-    def _busy(self) -> bool:
-        return self._worker is not None
-
     def _start(self) -> None:
         job, n_files = self._prepare()
         self._stop = threading.Event()
@@ -114,11 +105,11 @@ class BatchWidget(DockWidget, BatchForm):
         # stops on self._stop by itself and returns its summary, so the relay gets its own
         # event, set only when the relay ends.
         steps = partial(batch_steps, job, self._stop)
-        self._worker = make_worker(
+        self._active = make_worker(
             in_python_thread, steps, threading.Event(), owner=self, errored=self._on_failed
         )
         self._progress = BatchProgress(n_files, loading=not loaded)
-        self._worker.start()
+        self._active.start()
 
     def _prepare(self) -> tuple[BatchJob, int]:
         inputs = batch_inputs(self.folder("input_folder"), self.pattern.value)
@@ -137,9 +128,14 @@ class BatchWidget(DockWidget, BatchForm):
         model = self._loaded_for(path) or path
         return BatchJob(inputs, outdir, model, model_key(path), options), n_files
 
+    @property
+    def worker(self) -> Any:
+        """The worker thread of the run in progress, or None."""
+        return self._active
+
     def cancel(self) -> None:
         """Stop the run after the current plane; the unfinished file's outputs are deleted."""
-        if self._worker is not None:
+        if self._active is not None:
             self._stop.set()
             self.cancel_button.enabled = False
             self.status.value = "Cancelling after the current plane..."
@@ -175,8 +171,7 @@ class BatchWidget(DockWidget, BatchForm):
         self.status.value = describe_end(summary, time.perf_counter() - self._start_time)
 
     def _on_finished(self) -> None:
-        self._worker = None
-        self._set_running(False)
+        self._run_ended()
         self._table.show()
         progress, self._progress = self._progress, None
         if progress is not None:

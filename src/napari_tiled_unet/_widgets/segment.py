@@ -50,7 +50,6 @@ class SegmentWidget(DockWidget, SegmentForm):
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         self._init_dock(napari_viewer)
         self._cache: dict[str, Any] | None = None
-        self._live: LiveRun | None = None
         self._preview = RunPreview()
         super().__init__()
         self._export = ModelExport(self._set_status)
@@ -125,19 +124,16 @@ class SegmentWidget(DockWidget, SegmentForm):
 
     def _relabel(self, force: bool = False) -> None:
         """Recompute the labels from the cached probabilities (no network run)."""
-        if self._cache is not None and (force or self._live is None):
+        if self._cache is not None and (force or self._active is None):
             kind = OUTPUT_KINDS[self.output.value]
             relabel(self._viewer, self._cache, kind, self.threshold.value, self.min_size.value)
 
     def _on_probabilities_changed(self, _: Any = None) -> None:
         self._save()
-        if self.probabilities.value and self._cache is not None and self._live is None:
+        if self.probabilities.value and self._cache is not None and self._active is None:
             show_cached_probabilities(self._viewer, self._cache)
 
     # ------------------------------------------------------------------ run
-    def _busy(self) -> bool:
-        return self._live is not None
-
     def _start(self) -> None:
         job, info = self._prepare()
         self._set_running(True)
@@ -148,10 +144,10 @@ class SegmentWidget(DockWidget, SegmentForm):
             failed=self._on_failed,
             ended=self._on_ended,
         )
-        self._live = LiveRun(
+        self._active = LiveRun(
             self._viewer, job, info, threshold=self.threshold.value, callbacks=callbacks
         )
-        self._live.start()
+        self._active.start()
 
     def _prepare(self) -> tuple[Job, dict[str, Any]]:
         layer = self.image.value
@@ -175,17 +171,6 @@ class SegmentWidget(DockWidget, SegmentForm):
         data = layer_data(layer)
         return Job(model, model_key(path), data, options, planes, plan), info
 
-    @property
-    def worker(self) -> Any:
-        """The worker thread of the run in progress, or None."""
-        return None if self._live is None else self._live.worker
-
-    def cancel(self) -> None:
-        """Stop the run after the batch of tiles in progress and undo its changes."""
-        if self._live is not None:
-            self.cancel_button.enabled = False
-            self._live.cancel()
-
     def _on_model_loaded(self, message: ModelLoaded) -> None:
         self._keep_loaded(message)
         self._update_plan()
@@ -197,5 +182,4 @@ class SegmentWidget(DockWidget, SegmentForm):
             show_cached_probabilities(self._viewer, cache)
 
     def _on_ended(self) -> None:
-        self._live = None
-        self._set_running(False)
+        self._run_ended()

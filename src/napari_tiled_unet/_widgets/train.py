@@ -21,14 +21,12 @@ from napari.layers import Labels, Shapes
 
 from napari_tiled_unet._widgets._dock import DockWidget
 from napari_tiled_unet._widgets._export import ModelExport
-from napari_tiled_unet._widgets._layers import notify_error
 from napari_tiled_unet._widgets._train_form import TrainForm
 from napari_tiled_unet._widgets._train_live import TrainCallbacks, TrainingRun
-from napari_tiled_unet._widgets._train_pairs import pair_name, training_data
+from napari_tiled_unet._widgets._train_pairs import PairList, training_data
 from napari_tiled_unet._widgets._train_text import parse_learning_rate
 from napari_tiled_unet._widgets._train_weights import WeightMapPreview
 from napari_tiled_unet._widgets._workers import TrainJob, train_steps
-from napari_tiled_unet.batch import models as model_files
 from napari_tiled_unet.batch import settings as _settings
 from napari_tiled_unet.batch.models import model_target
 
@@ -53,8 +51,7 @@ class TrainWidget(DockWidget, TrainForm):
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         self._init_dock(napari_viewer)
-        self._pairs: list[tuple[Any, Any, Any]] = []  # image, labels, not annotated (or None)
-        self._train_run: TrainingRun | None = None
+        self._pairs = PairList(self)
         self._trained: Path | None = None  # the model file the last run saved
         super().__init__()
         self._weights = WeightMapPreview(self)
@@ -64,7 +61,7 @@ class TrainWidget(DockWidget, TrainForm):
         )
         self.export_button.enabled = False  # until a run has saved a model
         self.add_pair.clicked.connect(self.add_current_pair)
-        self.remove_pair.clicked.connect(self._on_remove_pairs)
+        self.remove_pair.clicked.connect(self._pairs.remove_chosen)
         for visibility in (self.start, self.val_image):
             visibility.changed.connect(self._on_option_changed)
         for target in (self.model_name, self.overwrite):
@@ -89,15 +86,14 @@ class TrainWidget(DockWidget, TrainForm):
         return [("none", None), *((x.name, x) for x in layers if isinstance(x, Labels | Shapes))]
 
     def _pair_choices(self, _: Any = None) -> list[tuple[str, Any]]:
-        return [(pair_name(*pair), pair) for pair in self._pairs]
+        return self._pairs.choices()
 
     def _on_layers_changed(self, _: Any = None) -> None:
-        layers = self._viewer.layers
-        self._pairs = [pair for pair in self._pairs if all(x is None or x in layers for x in pair)]
+        self._pairs.keep_only(self._viewer.layers)
         widgets = (self.image, self.labels_layer, self.ignore_layer, self.val_image)
         for widget in (*widgets, self.val_labels, self.val_ignore, self.pairs):
             widget.reset_choices()
-        self._update_pairs_info()
+        self._pairs.show_count()
 
     def _after_models_changed(self) -> None:
         self._update_target()  # the model's name may be taken now
@@ -105,41 +101,12 @@ class TrainWidget(DockWidget, TrainForm):
     # ------------------------------------------------------------------ pairs
     def add_current_pair(self) -> None:
         """Add the chosen Image, Labels and Not annotated to the pairs, if they fit together."""
-        image, labels, ignore = self.image.value, self.labels_layer.value, self.ignore_layer.value
-        try:
-            if image is None or labels is None:
-                raise ValueError("choose an image and the Labels layer painted on it first")
-            if ignore is labels:
-                raise ValueError("the labels cannot mark what is not annotated as well")
-            training_data([(image, labels, ignore)], None)
-        except ValueError as exc:
-            self.status.value = notify_error(exc)
-            return
-        new = (image, labels, ignore)
-        if not any(all(a is b for a, b in zip(pair, new)) for pair in self._pairs):
-            self._pairs.append(new)
-        self.pairs.reset_choices()
-        self._update_pairs_info()
-
-    def _on_remove_pairs(self, _: Any = None) -> None:
-        chosen = self.pairs.value
-        self._pairs = [pair for pair in self._pairs if pair not in chosen]
-        self.pairs.reset_choices()
-        self._update_pairs_info()
-
-    def _update_pairs_info(self) -> None:
-        self.update_visibility()
-        count = len(self._pairs)
-        self.pairs_info.value = (
-            f"Trains on {count} pair{'s' if count != 1 else ''}."
-            if count
-            else "No pairs added: Train uses the Image and Labels above."
-        )
+        self._pairs.add_current()
 
     # ------------------------------------------------------------------ settings
     def _after_restore(self) -> None:
         self._update_target()
-        self._update_pairs_info()
+        self._pairs.show_count()
 
     def _on_option_changed(self, _: Any = None) -> None:
         self.update_visibility()
@@ -164,9 +131,6 @@ class TrainWidget(DockWidget, TrainForm):
         """
         self.run()
 
-    def _busy(self) -> bool:
-        return self._train_run is not None
-
     def _start(self) -> None:
         job = self._prepare()
         self._set_running(True)
@@ -177,11 +141,11 @@ class TrainWidget(DockWidget, TrainForm):
             failed=lambda exc: self._report(exc, "training"),
             ended=self._on_ended,
         )
-        self._train_run = TrainingRun(job, callbacks, worker_function=train_steps)
-        self._train_run.start()
+        self._active = TrainingRun(job, callbacks, worker_function=train_steps)
+        self._active.start()
 
     def _prepare(self) -> TrainJob:
-        pairs = self._pairs or [
+        pairs = self._pairs.items or [
             (self.image.value, self.labels_layer.value, self.ignore_layer.value)
         ]
         val = (self.val_image.value, self.val_labels.value, self.val_ignore.value)
@@ -204,21 +168,9 @@ class TrainWidget(DockWidget, TrainForm):
             images, labels, target, settings, val_images, val_labels, init, ignore, val_ignore
         )
 
-    @property
-    def worker(self) -> Any:
-        """The worker thread of the training run in progress, or None."""
-        return None if self._train_run is None else self._train_run.worker
-
-    def cancel(self) -> None:
-        """Stop after the step in progress; the model file keeps the best epoch so far."""
-        if self._train_run is not None:
-            self.cancel_button.enabled = False
-            self._train_run.cancel()
-
     def _on_ended(self) -> None:
-        target = self._train_run.job.target if self._train_run is not None else None
-        self._train_run = None
-        self._set_running(False)
+        target = self._active.job.target if self._active is not None else None
+        self._run_ended()
         if target is not None and Path(target).is_file():
             self._trained = Path(target)
             self.export_button.enabled = True
@@ -230,11 +182,8 @@ class TrainWidget(DockWidget, TrainForm):
 
     def _weight_classes(self) -> int:
         """Classes of the targets: the fine-tuned model's, or the Classes field's."""
-        if self.start.value == "fine-tune" and self.model.value:
-            meta = model_files.read_model_metadata(self.model.value)
-            if meta is not None:
-                return int(meta.num_classes)
-        return int(self.classes.value)
+        meta = self._chosen_metadata() if self.start.value == "fine-tune" else None
+        return int(self.classes.value if meta is None else meta.num_classes)
 
 
 _NO_INIT = "no model to fine-tune; choose one under Model or a file under 'or file'"

@@ -7,9 +7,10 @@ command runs, so ``--help`` stays instant.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
+
+from napari_tiled_unet.cli.errors import USER_ERRORS, fail, one_line
 
 __all__ = ["add_export_parser", "run_export"]
 
@@ -126,8 +127,6 @@ def run_export(args: argparse.Namespace) -> int:
         )
         print(f"wrote {path.resolve()}")
         print(summary_line(path))
-    except (ValueError, TypeError, OSError, ImportError) as exc:
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-        print(f"napari-tiled-unet: error: {message}", file=sys.stderr)
-        return 2
+    except USER_ERRORS as exc:
+        return fail(one_line(exc))
     return 0

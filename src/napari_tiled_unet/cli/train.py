@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from napari_tiled_unet.cli.errors import fail
+
 __all__ = ["add_train_parser", "run_train"]
 
 _EXAMPLE = """\
@@ -89,11 +91,6 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     return cmd
 
 
-def _fail(message: str) -> int:
-    print(f"napari-tiled-unet: error: {message}", file=sys.stderr)
-    return 2
-
-
 def _check_args(args: argparse.Namespace) -> str | None:
     """Return what is wrong with the file arguments (before anything heavy loads), or None."""
     if args.output.suffix != ".keras":
@@ -148,7 +145,7 @@ def run_train(args: argparse.Namespace) -> int:
     """Run the ``train`` subcommand; return the exit status (2 for bad input)."""
     problem = _check_args(args)
     if problem:
-        return _fail(problem)
+        return fail(problem)
     try:
         from napari_tiled_unet.batch.training import read_training_pairs
 
@@ -157,7 +154,7 @@ def run_train(args: argparse.Namespace) -> int:
         val = read_training_pairs(args.val_images, args.val_labels, None)
         return _run(config, train, val, init, args.output)
     except (ValueError, TypeError, FileNotFoundError, OSError) as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
 
 
 def _run(config: Any, train: Any, val: Any, init: Any, output: Path) -> int:
