@@ -177,3 +177,35 @@ def test_plane_functions_are_what_iter_segment_runs(unet3):
     batches = list(iter_plane(unet3, plane, job.plan))
     assert sum(len(tiles) for tiles, _ in batches) == job.plan.n_tiles > 3
     assert batches[0][1].shape == (3, *job.plan.tile_out, 2)
+
+
+def test_options_object_and_keywords_give_the_same_run(unet2):
+    from napari_tiled_unet.core.options import SegmentOptions
+
+    image = np.random.default_rng(3).random((2, 50, 60)).astype(np.float32)
+    options = SegmentOptions(axes="ZYX", tile_size=76, batch_size=2)
+    by_object = segment(unet2, image, options)
+    by_keywords = segment(unet2, image, axes="ZYX", tile_size=76, batch_size=2)
+    assert by_object.plan == by_keywords.plan and by_object.plan.batch_size == 2
+    np.testing.assert_array_equal(by_object.probabilities, by_keywords.probabilities)
+    # Keywords given with an options object replace its fields.
+    replaced = segment(unet2, image, options, tile_size=None).plan
+    assert replaced == segment(unet2, image, axes="ZYX", batch_size=2).plan != by_object.plan
+    with pytest.raises(TypeError, match="tile_sise"):
+        segment(unet2, image, options, tile_sise=76)
+
+
+def test_a_plan_made_beforehand_is_the_plan_that_runs(unet2):
+    from napari_tiled_unet.core.predict import drain, iter_segment
+    from napari_tiled_unet.core.tiling import plan_tiles
+
+    image = np.random.default_rng(4).random((50, 60)).astype(np.float32)
+    plan = plan_tiles((50, 60), unet2.spec, tile_size=76).with_batch_size(1)
+    events = list(iter_segment(unet2, image, plan=plan))
+    assert len(events) == plan.n_tiles > 1  # one tile per network call, as planned
+    result = drain(iter_segment(unet2, image, plan=plan))
+    assert result.plan == plan
+    whole = segment(unet2, image).probabilities
+    np.testing.assert_allclose(result.probabilities, whole, atol=1e-5)
+    with pytest.raises(ValueError, match="tile plan"):
+        drain(iter_segment(unet2, image[:40], plan=plan))

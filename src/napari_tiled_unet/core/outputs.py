@@ -110,18 +110,23 @@ def canonical_view(array: np.ndarray, axes: str) -> np.ndarray:
     return array.transpose([*order, *range(named, array.ndim)])
 
 
-def instances_of(classes: np.ndarray, n_classes: int, *, min_size: int = 0) -> np.ndarray:
-    """Instance labels of class labels, as every route makes them for a model's classes.
+def instances_of(
+    classes: np.ndarray, n_classes: int, *, min_size: int = 0, merge_diagonal: bool = False
+) -> np.ndarray:
+    """Return instance labels of class labels, the one rule for a model's classes.
 
     For 3-class models the interior seeds grow into their border
     (:func:`napari_tiled_unet.core.postprocess.classes_to_instances`); otherwise each
-    connected foreground region is one object.  Objects under ``min_size`` px are dropped.
+    connected foreground region is one object, and with ``merge_diagonal`` (the batch
+    engine's files) regions that touch at a corner are one object too.  Objects under
+    ``min_size`` px are dropped.
     """
     if n_classes == 3:
         return classes_to_instances(classes, border_class=2, min_size=min_size)
-    return classes_to_instances(
-        (classes > 0).astype(np.uint8), border_class=None, min_size=min_size
-    )
+    if merge_diagonal:
+        return classes_to_instances(classes == 1, min_size=min_size)
+    foreground = (classes > 0).astype(np.uint8)
+    return classes_to_instances(foreground, border_class=None, min_size=min_size)
 
 
 def labels_from_probabilities(
