@@ -97,7 +97,7 @@ class RunPreview:
         key = (tuple(shape), layout.axes, spec, tile_size, factor)
         if self._plan is None or self._plan[0] != key:
             plan = outputs.plan_for_image(shape, layout, spec, tile_size=tile_size, factor=factor)
-            plan = outputs.live_plan(plan)
+            plan = plan.with_batch_size(outputs.live_batch_size(plan))  # as the run will
             self._plan = (key, plan)
         return self._plan[1]
 

@@ -342,14 +342,6 @@ def plan_for_image(
         return plan_tiles(size, spec, tile_size=tile_size or None)
 
 
-def live_plan(plan: TilePlan) -> TilePlan:
-    """Return ``plan`` for a live run: in batches of :func:`live_batch_size`.
-
-    What the Segment widget shows before Run and hands to the run.
-    """
-    return plan.with_batch_size(live_batch_size(plan))
-
-
 def n_planes(shape: Sequence[int], layout: AxesLayout) -> int:
     """Return the number of planes (2D images) along the non-YX, non-channel axes."""
     return math.prod(int(shape[layout.axes.index(a)]) for a in layout.plane_axes)
