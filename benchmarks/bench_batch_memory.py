@@ -64,8 +64,8 @@ def child(workdir: Path, name: str, planes: int) -> None:
     import tifffile
 
     from napari_tiled_unet import build_unet, save_model
-    from napari_tiled_unet.batch import run_batch
-    from napari_tiled_unet.model.files import load_model
+    from napari_tiled_unet.batch.run import run_batch
+    from napari_tiled_unet.core.model.files import load_model
 
     config = SMALL if name == "small" else TINY
     model_path = workdir / f"{name}.keras"

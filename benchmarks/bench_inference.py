@@ -83,7 +83,7 @@ def run_naive(size: int, repeats: int) -> dict:
 
 def run_segment(size: int, repeats: int) -> dict:
     from napari_tiled_unet import build_unet, segment
-    from napari_tiled_unet.model.files import wrap_keras_model
+    from napari_tiled_unet.core.model.files import wrap_keras_model
 
     model = wrap_keras_model(build_unet(seed=0))
     image = np.random.default_rng(0).random((size, size), dtype=np.float32)

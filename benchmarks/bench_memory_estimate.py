@@ -20,8 +20,8 @@ def child(size: int, base_filters: int) -> None:
     import numpy as np
 
     from napari_tiled_unet import build_unet
-    from napari_tiled_unet.model.files import wrap_keras_model
-    from napari_tiled_unet.tiling import NetworkSpec, activation_bytes
+    from napari_tiled_unet.core.model.files import wrap_keras_model
+    from napari_tiled_unet.core.tiling import NetworkSpec, activation_bytes
 
     unet = wrap_keras_model(build_unet(seed=0, base_filters=base_filters))
     batch = np.zeros((1, size, size, 1), np.float32)

@@ -25,9 +25,9 @@ VALIDATION = (slice(0, 256), slice(256, 512))
 
 def main() -> None:
     from napari_tiled_unet import load_model, segment
+    from napari_tiled_unet.core.metrics import foreground_iou, match_instances
+    from napari_tiled_unet.core.postprocess import classes_to_instances
     from napari_tiled_unet.data import nuclei2d
-    from napari_tiled_unet.metrics import foreground_iou, match_instances
-    from napari_tiled_unet.postprocess import classes_to_instances
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="+", type=Path)

@@ -40,8 +40,8 @@ def spread(model, image: np.ndarray, sizes: list[int], normalize: object) -> tup
 
 def main() -> None:
     from napari_tiled_unet import build_unet
-    from napari_tiled_unet.model.files import wrap_keras_model
-    from napari_tiled_unet.model.geometry import smallest_input_for_output, valid_input_sizes
+    from napari_tiled_unet.core.model.files import wrap_keras_model
+    from napari_tiled_unet.core.model.geometry import smallest_input_for_output, valid_input_sizes
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=6, help="random models and images per range")

@@ -19,7 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def whole_pass(unet, image: np.ndarray) -> np.ndarray:
-    from napari_tiled_unet.model.geometry import smallest_input_for_output
+    from napari_tiled_unet.core.model.geometry import smallest_input_for_output
 
     size = smallest_input_for_output(max(image.shape))
     pad = ((92, size - image.shape[0] - 92), (92, size - image.shape[1] - 92))
@@ -43,7 +43,7 @@ def paper_stride_tiling(unet, image: np.ndarray) -> np.ndarray:
 
 def main() -> None:
     from napari_tiled_unet import build_unet, segment
-    from napari_tiled_unet.model.files import wrap_keras_model
+    from napari_tiled_unet.core.model.files import wrap_keras_model
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=1024)

@@ -33,10 +33,10 @@ from scipy import ndimage as ndi
 from scipy.spatial import cKDTree
 
 from napari_tiled_unet import segment
-from napari_tiled_unet.metrics import match_instances, split_rate, touching_pairs
-from napari_tiled_unet.postprocess import classes_to_instances
-from napari_tiled_unet.train.config import TrainConfig
-from napari_tiled_unet.train.trainer import train
+from napari_tiled_unet.core.metrics import match_instances, split_rate, touching_pairs
+from napari_tiled_unet.core.postprocess import classes_to_instances
+from napari_tiled_unet.core.train.config import TrainConfig
+from napari_tiled_unet.core.train.trainer import train
 
 #: name -> (TrainConfig options, table label)
 VARIANTS: dict[str, tuple[dict[str, Any], str]] = {

@@ -57,13 +57,13 @@ def otsu_watershed(image: np.ndarray, *, diameter: float) -> np.ndarray:
     markers = np.zeros(image.shape, np.int32)
     markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
     labels = watershed(-distance, markers, mask=mask)
-    from napari_tiled_unet.postprocess import relabel_sequential
+    from napari_tiled_unet.core.postprocess import relabel_sequential
 
     return relabel_sequential(labels, min_size=20)
 
 
 def scores(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
-    from napari_tiled_unet.metrics import (
+    from napari_tiled_unet.core.metrics import (
         foreground_iou,
         fragmentation,
         match_instances,
@@ -92,7 +92,7 @@ def held_out_sets() -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
 
 
 def rescaled(image: np.ndarray, labels: np.ndarray, factor: float) -> tuple:
-    from napari_tiled_unet.sizing import resize, scaled_shape
+    from napari_tiled_unet.core.sizing import resize, scaled_shape
 
     if factor == 1.0:
         return image, labels
@@ -109,8 +109,8 @@ def pooled(rows: list[dict[str, float]]) -> dict[str, float]:
 
 def main() -> None:
     from napari_tiled_unet import load_model, segment
-    from napari_tiled_unet.models import bundled_models
-    from napari_tiled_unet.postprocess import classes_to_instances
+    from napari_tiled_unet.batch.models import bundled_models
+    from napari_tiled_unet.core.postprocess import classes_to_instances
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, help="default: the bundled model")
@@ -130,7 +130,7 @@ def main() -> None:
         f"{'fg IoU':>7}{'F1@0.5':>7}{'mAP':>7}{'over':>7}{'under':>7}{'objects':>8}{'s/Mpx':>7}"
     )
     print(header)
-    from napari_tiled_unet.sizing import measure_object_size
+    from napari_tiled_unet.core.sizing import measure_object_size
 
     for name, items in held_out_sets().items():
         for factor in SCALES:
@@ -164,9 +164,9 @@ def main() -> None:
 def speed_table(model, method: str) -> None:
     """Seconds per input megapixel with all defaults on 1024 x 1024 mosaics, per scale."""
     from napari_tiled_unet import segment
+    from napari_tiled_unet.core.postprocess import classes_to_instances
+    from napari_tiled_unet.core.sizing import estimate_object_size
     from napari_tiled_unet.data import nuclei2d
-    from napari_tiled_unet.postprocess import classes_to_instances
-    from napari_tiled_unet.sizing import estimate_object_size
 
     image, labels = nuclei2d()
     print(

@@ -49,7 +49,7 @@ def rerun_under_xvfb() -> None:
 
 def choose_model(requested: Path | None, folder: Path) -> Path:
     """The model to show; a chosen file is copied into the (temporary) models folder."""
-    from napari_tiled_unet.models import bundled_models
+    from napari_tiled_unet.batch.models import bundled_models
 
     if requested is not None:
         return Path(shutil.copy(requested, folder / requested.name))
@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
     os.environ["XDG_CONFIG_HOME"] = str(folder / "config")  # leave the user's settings alone
 
     # TensorFlow before the viewer, isolated from Mesa's LLVM (see _keras._isolated_dlopen).
-    from napari_tiled_unet._keras import get_keras
+    from napari_tiled_unet.core._keras import get_keras
 
     get_keras()
     model = choose_model(args.model, folder)

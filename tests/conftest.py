@@ -31,7 +31,7 @@ def tiny_unet(
 ):
     """A small U-Net wrapped as UNetModel, cached across tests (weights never change)."""
     from napari_tiled_unet import build_unet
-    from napari_tiled_unet.model.files import wrap_keras_model
+    from napari_tiled_unet.core.model.files import wrap_keras_model
 
     keras_model = build_unet(
         depth=depth,
@@ -60,8 +60,8 @@ def user_folders(monkeypatch, tmp_path):
     Settings: ``settings.json`` (Segment), ``batch.json`` and ``train.json``; user models:
     ``tmp_path / "models"``.
     """
-    from napari_tiled_unet import models
-    from napari_tiled_unet._widgets import _settings
+    from napari_tiled_unet.batch import models
+    from napari_tiled_unet.batch import settings as _settings
 
     monkeypatch.setattr(_settings, "settings_path", lambda: tmp_path / "settings.json")
     monkeypatch.setattr(_settings, "batch_settings_path", lambda: tmp_path / "batch.json")

@@ -14,7 +14,7 @@ import numpy as np
 
 def padded_unet(depth=2, base_filters=4, classes=2, seed=0, softmax=False):
     """A U-Net with padded convolutions: the output is as large as the input."""
-    from napari_tiled_unet._keras import get_keras
+    from napari_tiled_unet.core._keras import get_keras
 
     keras = get_keras()
     layers = keras.layers

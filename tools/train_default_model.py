@@ -8,7 +8,7 @@ Real data (see ``tools/data/README.md`` for sources and licences), split into fi
   ``HELD_OUT_BBBC007`` are never read here, ``VALIDATION_BBBC007`` pick the checkpoint, the
   rest are trained on.
 
-Generated data: :func:`napari_tiled_unet.train.synthetic.synthetic_nuclei` at diameters
+Generated data: :func:`napari_tiled_unet.core.train.synthetic.synthetic_nuclei` at diameters
 from 8 to 120 px (textured chromatin, nucleoli, dim rims, touching and dividing nuclei,
 debris, uneven background, noise).
 
@@ -22,7 +22,7 @@ with a lower learning rate) and every finished stage is kept in ``--work``: a ru
 stopped resumes at the first unfinished stage.
 
 After the last stage the class-balance bias of the border class is partly undone
-(:mod:`napari_tiled_unet.train.calibrate`, alpha chosen by mAP on the real validation
+(:mod:`napari_tiled_unet.core.train.calibrate`, alpha chosen by mAP on the real validation
 images) and the model is written.
 
     python tools/train_default_model.py -o nuclei2d_candidate.keras
@@ -73,7 +73,7 @@ def to_model_scale(
     image: np.ndarray, labels: np.ndarray, size: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """Resample an image and its labels so that its median nucleus is ``size`` px across."""
-    from napari_tiled_unet.sizing import measure_object_size, resize, scaled_shape
+    from napari_tiled_unet.core.sizing import measure_object_size, resize, scaled_shape
 
     measured = measure_object_size(labels)
     assert measured is not None
@@ -83,7 +83,7 @@ def to_model_scale(
 
 def generated(count: int, size: float, rng: np.random.Generator) -> list:
     """``count`` generated images at diameters 8-120 px, each 256 x 256 at the model scale."""
-    from napari_tiled_unet.train.synthetic import synthetic_nuclei
+    from napari_tiled_unet.core.train.synthetic import synthetic_nuclei
 
     out = []
     for _ in range(count):
@@ -144,8 +144,8 @@ def datasets(args: argparse.Namespace) -> tuple[list, list, list, list, str]:
 
 
 def run_stage(stage: int, args: argparse.Namespace, data: tuple, init: Path | None) -> Path:
-    from napari_tiled_unet.train.config import TrainConfig
-    from napari_tiled_unet.train.trainer import iter_train
+    from napari_tiled_unet.core.train.config import TrainConfig
+    from napari_tiled_unet.core.train.trainer import iter_train
 
     target = args.work / f"stage{stage}.keras"
     config = TrainConfig(
@@ -186,7 +186,7 @@ def run_stage(stage: int, args: argparse.Namespace, data: tuple, init: Path | No
 
 def calibrated(model, data: list) -> object:
     """Undo part of the class balancing (border spill), alpha chosen on real validation images."""
-    from napari_tiled_unet.train.calibrate import calibrate_class_bias, class_balance_weights
+    from napari_tiled_unet.core.train.calibrate import calibrate_class_bias, class_balance_weights
 
     weights = class_balance_weights(data[1], num_classes=3)
     real = 1 + len(VALIDATION_BBBC007)  # the generated validation images come last

@@ -23,8 +23,16 @@ from magicgui.widgets import (
 from magicgui.widgets.bases import Widget
 from qtpy.QtWidgets import QAbstractItemView, QHeaderView
 
-from napari_tiled_unet import models as model_files
-from napari_tiled_unet._widgets._form_parts import model_file_picker, row, show_values, wrap_labels
+from napari_tiled_unet._widgets._form_parts import (
+    DockForm,
+    model_file_picker,
+    row,
+    show_tile_size,
+    show_values,
+    tile_request,
+    wrap_labels,
+)
+from napari_tiled_unet.batch import models as model_files
 
 __all__ = ["BatchForm", "NORMALIZE_CHOICES", "TABLE_COLUMNS"]
 
@@ -49,7 +57,7 @@ _FIELDS = (
 _FOLDERS = ("input_folder", "output_folder")
 
 
-class BatchForm(Container):
+class BatchForm(DockForm):
     """The fields of the Batch widget, with the values that persist between sessions."""
 
     def __init__(self) -> None:
@@ -116,9 +124,6 @@ class BatchForm(Container):
         header.setStretchLastSection(True)
         table.verticalHeader().hide()
 
-    def _model_choices(self, _: Any = None) -> list[tuple[str, str]]:
-        return []
-
     def _tooltips(self) -> dict[Any, str]:
         folder = model_files.models_folder()
         return {
@@ -154,7 +159,7 @@ class BatchForm(Container):
     @property
     def tile_request(self) -> int:
         """The tile size asked for: 0 for automatic."""
-        return 0 if self.tile_auto.value else int(self.tile_size.value)
+        return tile_request(self)
 
     def persistent_values(self) -> dict[str, Any]:
         """Return the values that persist between sessions (see ``_settings.BATCH_DEFAULTS``)."""
@@ -174,10 +179,7 @@ class BatchForm(Container):
                 folder = getattr(self, key).line_edit
                 folder.value = str(Path(value).expanduser()) if value else ""
         show_values(self, values, _FIELDS)
-        if "tile_size" in values:
-            self.tile_auto.value = not values["tile_size"]
-            if values["tile_size"]:
-                self.tile_size.value = values["tile_size"]
+        show_tile_size(self, values)
         self.update_visibility()
 
     def update_visibility(self) -> None:

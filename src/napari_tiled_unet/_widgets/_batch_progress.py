@@ -13,7 +13,7 @@ from typing import Any
 
 from napari.utils import progress
 
-from napari_tiled_unet._batch_events import FileStarted, PlaneProgress
+from napari_tiled_unet.batch.events import FileStarted, PlaneProgress
 
 __all__ = ["BatchProgress"]
 

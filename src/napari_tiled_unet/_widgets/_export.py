@@ -2,7 +2,7 @@
 
 Wiring only: one dialog asks for the package file, the authors, the licence and the tags
 (remembered for the next export, so they are asked for once); the export itself,
-:func:`napari_tiled_unet.bioimageio.export_bioimageio`, runs in a plain Python thread (it
+:func:`napari_tiled_unet.batch.bioimageio.export_bioimageio`, runs in a plain Python thread (it
 loads TensorFlow) and the result comes back as a status line and a notification.
 """
 
@@ -17,9 +17,9 @@ from magicgui.widgets import Container, PushButton, request_values
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_info
 
-from napari_tiled_unet._widgets import _settings
 from napari_tiled_unet._widgets._layers import notify_error
-from napari_tiled_unet._widgets._thread import in_python_thread
+from napari_tiled_unet._widgets._workers import in_python_thread
+from napari_tiled_unet.batch import settings as _settings
 
 __all__ = ["EXPORT_DEFAULTS", "ModelExport", "ask_export_options", "export_settings_path"]
 
@@ -54,8 +54,8 @@ def _split(text: str) -> list[str] | None:
 
 
 def _steps(model: Path, target: Path, options: dict[str, Any]) -> Generator[Any, None, Any]:
-    from napari_tiled_unet.bioimageio import default_tags, export_bioimageio, summary_line
-    from napari_tiled_unet.models import read_model_metadata
+    from napari_tiled_unet.batch.bioimageio import default_tags, export_bioimageio, summary_line
+    from napari_tiled_unet.batch.models import read_model_metadata
 
     yield "exporting"
     extra = options.pop("tags")

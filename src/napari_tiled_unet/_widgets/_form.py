@@ -20,15 +20,23 @@ from magicgui.widgets import (
 )
 from magicgui.widgets.bases import ValueWidget
 
-from napari_tiled_unet import models as model_files
-from napari_tiled_unet._widgets._form_parts import model_file_picker, show_values, wrap_labels
-from napari_tiled_unet._widgets._settings import SEGMENT_DEFAULTS
+from napari_tiled_unet._widgets._form_parts import (
+    DockForm,
+    model_file_picker,
+    show_tile_size,
+    show_values,
+    tile_request,
+    wrap_labels,
+)
+from napari_tiled_unet.batch import models as model_files
+from napari_tiled_unet.batch.settings import SEGMENT_DEFAULTS
 
 __all__ = ["NORMALIZE_CHOICES", "OUTPUT_KINDS", "STACK_CHOICES", "SegmentForm"]
 
 NORMALIZE_CHOICES = ("as the model was trained", "percentiles", "none")
 STACK_CHOICES = ("current plane", "whole stack")
-#: Output choices shown to users -> :func:`napari_tiled_unet.outputs.labels_from_probabilities`.
+#: Output choices shown to users ->
+#: :func:`napari_tiled_unet.core.outputs.labels_from_probabilities`.
 OUTPUT_KINDS = {"class labels": "classes", "instance labels": "instances"}
 # Persistent values stored as the value of a field of the same name.
 _FIELDS = (
@@ -44,7 +52,7 @@ _FIELDS = (
 )
 
 
-class SegmentForm(Container):
+class SegmentForm(DockForm):
     """The fields of the Segment widget, with the values that persist between sessions."""
 
     def __init__(self) -> None:
@@ -96,12 +104,6 @@ class SegmentForm(Container):
             widget.tooltip = tip
         wrap_labels(self.model_info, self.plan_info, self.status)
 
-    def _image_choices(self, _: Any = None) -> list[tuple[str, Any]]:
-        return []
-
-    def _model_choices(self, _: Any = None) -> list[tuple[str, str]]:
-        return []
-
     def _tooltips(self) -> dict[Any, str]:
         folder = model_files.models_folder()
         return {
@@ -128,10 +130,20 @@ class SegmentForm(Container):
             "layer with one channel per class.",
         }
 
+    def normalizer(self) -> Any:
+        """Return the Normalisation choice as :func:`napari_tiled_unet.segment` takes it."""
+        if self.normalize.value == "none":
+            return None
+        if self.normalize.value == "percentiles":
+            from napari_tiled_unet.core.normalize import PercentileNormalizer
+
+            return PercentileNormalizer(self.low.value, self.high.value)
+        return "auto"
+
     @property
     def tile_request(self) -> int:
         """The tile size asked for: 0 for automatic."""
-        return 0 if self.tile_auto.value else int(self.tile_size.value)
+        return tile_request(self)
 
     def persistent_values(self) -> dict[str, Any]:
         """Return the values that persist between sessions (see ``SEGMENT_DEFAULTS``)."""
@@ -141,10 +153,7 @@ class SegmentForm(Container):
     def set_persistent_values(self, values: dict[str, Any]) -> None:
         """Show stored values; the model is left to the caller, unknown choices are skipped."""
         show_values(self, values, _FIELDS)
-        if "tile_size" in values:
-            self.tile_auto.value = not values["tile_size"]
-            if values["tile_size"]:
-                self.tile_size.value = values["tile_size"]
+        show_tile_size(self, values)
         self.update_visibility()
 
     def update_visibility(self) -> None:

@@ -10,7 +10,15 @@ from magicgui.widgets import ComboBox, Container, FileEdit, Label
 from magicgui.widgets.bases import Widget
 from qtpy.QtWidgets import QSizePolicy
 
-__all__ = ["model_file_picker", "row", "show_values", "wrap_labels"]
+__all__ = [
+    "DockForm",
+    "model_file_picker",
+    "row",
+    "show_tile_size",
+    "show_values",
+    "tile_request",
+    "wrap_labels",
+]
 
 
 def row(*widgets: Widget, label: str = "") -> Container:
@@ -50,3 +58,26 @@ def show_values(form: Any, values: dict[str, Any], fields: Iterable[str]) -> Non
         if isinstance(widget, ComboBox) and value not in widget.choices:
             continue
         widget.value = value
+
+
+class DockForm(Container):
+    """A dock's form: its choices stay empty until the dock widget (before it) fills them."""
+
+    def _image_choices(self, _: Any = None) -> list[tuple[str, Any]]:
+        return []
+
+    def _model_choices(self, _: Any = None) -> list[tuple[str, str]]:
+        return []
+
+
+def tile_request(form: Any) -> int:
+    """Return the tile size asked for in ``form`` (0: automatic)."""
+    return 0 if form.tile_auto.value else int(form.tile_size.value)
+
+
+def show_tile_size(form: Any, values: dict[str, Any]) -> None:
+    """Show a stored tile size (0: automatic) in ``form``'s ``tile_auto`` and ``tile_size``."""
+    if "tile_size" in values:
+        form.tile_auto.value = not values["tile_size"]
+        if values["tile_size"]:
+            form.tile_size.value = values["tile_size"]

@@ -1,7 +1,7 @@
 """Output layers of the Segment widget: named after the input, reused, put back on cancel.
 
 Wiring only: which layer to update and which of the input's spatial metadata to copy; the
-decisions (which axes carry over) come from :mod:`napari_tiled_unet.outputs`.
+decisions (which axes carry over) come from :mod:`napari_tiled_unet.core.outputs`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_error
 
-from napari_tiled_unet.outputs import kept_layer_axes
+from napari_tiled_unet.core.outputs import kept_layer_axes
 
 __all__ = [
     "OUTPUT_IMAGE_ROLES",

@@ -1,7 +1,7 @@
 """One run of the Segment widget: worker thread, progress bar, growing labels, undo.
 
-The worker (:func:`~napari_tiled_unet._widgets._run.segment_steps`, in a Python thread of
-its own: see :mod:`~napari_tiled_unet._widgets._thread`) only computes; every
+The worker (:func:`~napari_tiled_unet._widgets._workers.segment_steps`, in a Python thread of
+its own: see :mod:`~napari_tiled_unet._widgets._workers`) only computes; every
 layer change happens here, on the main thread, in the worker's signal handlers.  napari's
 progress bars process Qt events when they change, so each handler finishes its own work
 before it touches the bar: a handler may be re-entered from inside ``bar.update``.
@@ -18,13 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from napari.qt.threading import create_worker
 from napari.utils import progress
 
-from napari_tiled_unet import outputs
+from napari_tiled_unet._widgets._dock import make_worker
 from napari_tiled_unet._widgets._layers import labels_name, show_labels
-from napari_tiled_unet._widgets._run import Job, ModelLoaded, segment_steps
-from napari_tiled_unet._widgets._thread import in_python_thread
+from napari_tiled_unet._widgets._workers import Job, ModelLoaded, in_python_thread, segment_steps
+from napari_tiled_unet.core import outputs
 
 __all__ = ["LiveRun", "RunCallbacks"]
 
@@ -93,19 +92,8 @@ class LiveRun:
         )
         self._view = outputs.canonical_view(self.snapshot.layer.data, layout.output_axes)
         self._start = time.perf_counter()
-        self.worker = create_worker(
-            in_python_thread,
-            partial(segment_steps, self._job),
-            self._stop,
-            _start_thread=False,
-            _connect={
-                "yielded": self._on_yielded,
-                "returned": self._on_returned,
-                "errored": self._on_errored,
-                "aborted": self._on_aborted,
-                "finished": self._on_finished,
-            },
-        )
+        steps = partial(segment_steps, self._job)
+        self.worker = make_worker(in_python_thread, steps, self._stop, owner=self)
         loading = isinstance(self._job.model, Path)
         self._callbacks.status("Loading the model..." if loading else "Running...")
         what = "loading the model for" if loading else "segmenting"

@@ -10,7 +10,6 @@ from typing import Any
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
-    Container,
     FloatSpinBox,
     Label,
     LineEdit,
@@ -20,10 +19,16 @@ from magicgui.widgets import (
 )
 from qtpy.QtWidgets import QComboBox
 
-from napari_tiled_unet import models as model_files
-from napari_tiled_unet._widgets._form_parts import model_file_picker, row, show_values, wrap_labels
-from napari_tiled_unet._widgets._settings import TRAIN_DEFAULTS
+from napari_tiled_unet._widgets._form_parts import (
+    DockForm,
+    model_file_picker,
+    row,
+    show_values,
+    wrap_labels,
+)
 from napari_tiled_unet._widgets._train_plot import LossPlot
+from napari_tiled_unet.batch import models as model_files
+from napari_tiled_unet.batch.settings import TRAIN_DEFAULTS
 
 __all__ = ["CLASS_CHOICES", "OPTIMIZER_CHOICES", "START_CHOICES", "TrainForm"]
 
@@ -37,7 +42,7 @@ _FIELDS = (
 )
 
 
-class TrainForm(Container):
+class TrainForm(DockForm):
     """The fields of the Train widget, with the values that persist between sessions."""
 
     def __init__(self) -> None:
@@ -121,9 +126,6 @@ class TrainForm(Container):
             *(self.model, self.optimizer),
         )
 
-    def _image_choices(self, _: Any = None) -> list[tuple[str, Any]]:
-        return []
-
     def _val_image_choices(self, _: Any = None) -> list[tuple[str, Any]]:
         return [("none", None)]
 
@@ -134,9 +136,6 @@ class TrainForm(Container):
         return [("none", None)]
 
     def _pair_choices(self, _: Any = None) -> list[tuple[str, Any]]:
-        return []
-
-    def _model_choices(self, _: Any = None) -> list[tuple[str, str]]:
         return []
 
     def _tooltips(self) -> dict[Any, str]:

@@ -1,6 +1,6 @@
 """One run of the Train widget: worker thread, progress bar, status lines, what was saved.
 
-Main thread only: the worker (:func:`~napari_tiled_unet._widgets._train_thread.train_steps`)
+Main thread only: the worker (:func:`~napari_tiled_unet._widgets._workers.train_steps`)
 computes, and its signals arrive here.  Every event is recorded, even after Cancel, because
 the events still in flight tell whether a checkpoint was written.  napari's progress bars
 process Qt events when they change, so each handler updates the bar last.
@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from napari.qt.threading import create_worker
 from napari.utils import progress
 
-from napari_tiled_unet import models as model_files
-from napari_tiled_unet._widgets._train_run import TrainJob, describe_progress, duration
-from napari_tiled_unet._widgets._train_thread import train_steps
+from napari_tiled_unet._widgets._dock import make_worker
+from napari_tiled_unet._widgets._train_text import describe_progress, duration
+from napari_tiled_unet._widgets._workers import TrainJob, train_steps
+from napari_tiled_unet.batch import models as model_files
 
 __all__ = ["TrainCallbacks", "TrainingRun"]
 
@@ -46,7 +46,7 @@ class TrainingRun:
         How the widget hears about the run.
     worker_function : callable, optional
         The worker generator, ``(job, stop) -> events``; default
-        :func:`~napari_tiled_unet._widgets._train_thread.train_steps`.
+        :func:`~napari_tiled_unet._widgets._workers.train_steps`.
     """
 
     def __init__(
@@ -66,18 +66,8 @@ class TrainingRun:
     def start(self) -> None:
         """Start the worker and a progress bar over all steps (it shows the time left)."""
         self._started = time.perf_counter()
-        self.worker = create_worker(
-            self._function,
-            self.job,
-            self._stop,
-            _start_thread=False,
-            _connect={
-                "yielded": self._on_yielded,
-                "returned": self._on_returned,
-                "errored": self._on_errored,
-                "aborted": self._say_cancelled,
-                "finished": self._on_finished,
-            },
+        self.worker = make_worker(
+            self._function, self.job, self._stop, owner=self, aborted=self._say_cancelled
         )
         self._callbacks.status("Preparing: TensorFlow, weight maps, the network...")
         total, name = self.job.total_steps, self.job.target.stem

@@ -55,7 +55,7 @@ class LossPlot(QWidget):
         self.update()
 
     def add(self, event: Any) -> None:
-        """Add a :class:`~napari_tiled_unet.train.config.TrainProgress` event.
+        """Add a :class:`~napari_tiled_unet.core.train.config.TrainProgress` event.
 
         A step adds a loss point; the end of an epoch adds the validation results, if any
         (its loss is the last step's, already shown).

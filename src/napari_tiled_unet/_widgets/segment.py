@@ -1,44 +1,41 @@
 """The **Segment** dock widget: choose an image and a model, press Run, watch labels grow.
 
-Wiring only: the form is :class:`~napari_tiled_unet._widgets._form.SegmentForm`, a run is a
-:class:`~napari_tiled_unet._widgets._live.LiveRun`, and every decision (axes guess, tile
-plan, labels from probabilities) is a function of :mod:`napari_tiled_unet.outputs` or
-:mod:`napari_tiled_unet.models`.  Importing this module imports napari and magicgui but not
-TensorFlow, which loads in the worker thread on the first Run.
+Wiring only: the form is :class:`~napari_tiled_unet._widgets._form.SegmentForm`, the shared
+model / settings / run wiring is :class:`~napari_tiled_unet._widgets._dock.DockWidget`, a run
+is a :class:`~napari_tiled_unet._widgets._live.LiveRun`, what it would do is worked out by
+:class:`~napari_tiled_unet._widgets._segment_plan.RunPreview`, and every decision (axes
+guess, tile plan, labels from probabilities) is a function of
+:mod:`napari_tiled_unet.core.outputs`.  Importing this module imports napari and magicgui
+but not TensorFlow, which loads in the worker thread on the first Run.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from napari.layers import Image
-
-from napari_tiled_unet import models as model_files
-from napari_tiled_unet import outputs
-from napari_tiled_unet._widgets import _settings
+from napari_tiled_unet._widgets._dock import DockWidget, layer_data
 from napari_tiled_unet._widgets._export import ModelExport
 from napari_tiled_unet._widgets._form import OUTPUT_KINDS, SegmentForm
-from napari_tiled_unet._widgets._layers import (
-    OUTPUT_IMAGE_ROLES,
-    ROLE,
-    notify_error,
-    probabilities_name,
-    show_labels,
-    show_probabilities,
-    spatial_metadata,
-)
+from napari_tiled_unet._widgets._layers import spatial_metadata
 from napari_tiled_unet._widgets._live import LiveRun, RunCallbacks
-from napari_tiled_unet._widgets._model_picker import ModelPickerMixin
-from napari_tiled_unet._widgets._run import Job, ModelLoaded, model_key
+from napari_tiled_unet._widgets._segment_plan import RunPreview, relabel, show_cached_probabilities
+from napari_tiled_unet._widgets._workers import Job, ModelLoaded, model_key
+from napari_tiled_unet.batch import settings as _settings
+from napari_tiled_unet.core import outputs
+from napari_tiled_unet.core.options import SegmentOptions
 
 if TYPE_CHECKING:
     import napari
 
 __all__ = ["SegmentWidget"]
 
+_NO_IMAGE = (
+    "there is no image to segment; open one (e.g. File > Open Sample > napari-tiled-unet) "
+    "and choose it under Image"
+)
 
-class SegmentWidget(ModelPickerMixin, SegmentForm):
+
+class SegmentWidget(DockWidget, SegmentForm):
     """Segment the chosen image layer with a U-Net (overlap-tile), live in the viewer.
 
     Parameters
@@ -48,59 +45,27 @@ class SegmentWidget(ModelPickerMixin, SegmentForm):
     """
 
     _defaults = _settings.SEGMENT_DEFAULTS
+    _settings_name = "settings_path"
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
-        self._viewer = napari_viewer
-        self._extra_models: list[Path] = []
-        self._loaded: tuple[tuple[str, int, int], Any] | None = None
+        self._init_dock(napari_viewer)
         self._cache: dict[str, Any] | None = None
-        self._live: LiveRun | None = None
-        self._saving = False
-        self._scale_cache: tuple[Any, Any] | None = None
+        self._preview = RunPreview()
         super().__init__()
-        self._export = ModelExport(lambda text: setattr(self.status, "value", text))
+        self._export = ModelExport(self._set_status)
         self.export_button = self._export.add_button(
             self, lambda: self.model.value, before=self.axes
         )
-        self._connect()
-        self._start_settings()
-
-    def _settings_path(self) -> Path:
-        return _settings.settings_path()
-
-    def _connect(self) -> None:
         self.image.changed.connect(self._guess_axes)
-        self.model.changed.connect(self._on_model_changed)
-        self.model_file.changed.connect(self._on_model_file)
         self.axes.changed.connect(self._update_plan)
-        options = (
-            self.stack,
-            self.normalize,
-            self.low,
-            self.high,
-            self.tile_auto,
-            self.tile_size,
-            self.object_size,
-        )
-        for option in options:
+        options = (self.stack, self.normalize, self.low, self.high, self.tile_auto)
+        for option in (*options, self.tile_size, self.object_size):
             option.changed.connect(self._on_option_changed)
         for output_option in (self.output, self.threshold, self.min_size):
             output_option.changed.connect(self._on_output_changed)
         self.probabilities.changed.connect(self._on_probabilities_changed)
-        self.run_button.clicked.connect(self.run)
-        self.cancel_button.clicked.connect(self.cancel)
-        self.defaults_button.clicked.connect(self.restore_defaults)
-        events = self._viewer.layers.events
-        for event in (events.inserted, events.removed, events.reordered):
-            event.connect(self._on_layers_changed)
-
-    # ------------------------------------------------------------------ choices, settings
-    def _image_choices(self, _: Any = None) -> list[tuple[str, Any]]:
-        return [
-            (layer.name, layer)
-            for layer in self._viewer.layers
-            if isinstance(layer, Image) and layer.metadata.get(ROLE) not in OUTPUT_IMAGE_ROLES
-        ]
+        self._follow_layers(self._on_layers_changed)
+        self._start_dock()
 
     def _on_layers_changed(self, _: Any = None) -> None:
         self.image.reset_choices()
@@ -108,73 +73,24 @@ class SegmentWidget(ModelPickerMixin, SegmentForm):
             self._guess_axes()
 
     # ------------------------------------------------------------------ reactions
-    def _on_model_changed(self, _: Any = None) -> None:
-        path = self.model.value
-        if not path:
-            folder = model_files.models_folder()
-            self.model_info.value = f"Choose a model file, or save models in {folder}."
-        elif self._loaded_for(path) is not None:
-            self.model_info.value = model_files.describe_metadata(self._loaded_for(path).metadata)
-        else:
-            self.model_info.value = model_files.describe_model(path)
+    def _after_model_changed(self) -> None:
         self._guess_axes()
-        self._save()
 
-    def _loaded_for(self, path: str) -> Any:
-        """Return the model an earlier run loaded from ``path``, if the file is unchanged."""
-        try:
-            key = model_key(path)
-        except OSError:
-            return None
-        return self._loaded[1] if self._loaded is not None and self._loaded[0] == key else None
-
-    def _spec(self) -> Any:
-        """Return the chosen model's geometry, from a loaded model or the file's metadata."""
-        path = self.model.value
-        if not path:
-            return None
-        loaded = self._loaded_for(path)
-        if loaded is not None:
-            return loaded.spec
-        meta = model_files.read_model_metadata(path)
-        return None if meta is None else meta.spec
-
-    def _model_size(self) -> float | None:
-        """Return the object size the chosen model was trained at (None if it records none)."""
-        path = self.model.value
-        loaded = self._loaded_for(path) if path else None
-        meta = (
-            loaded.metadata
-            if loaded is not None
-            else (model_files.read_model_metadata(path) if path else None)
-        )
-        return None if meta is None else meta.object_size
-
-    def _rescale(self, layer: Any, layout: Any) -> Any:
-        """Return the resampling a run would do (estimated once per image, plane and choice)."""
-        data, axes = _image_data(layer), self.axes.value.strip().upper()
-        plane = None
-        if layout.plane_axes and self.stack.value == "current plane":
-            point = layer.world_to_data(self._viewer.dims.point)
-            plane = outputs.current_plane(axes, data.shape, point)
-        key = (id(data), data.shape, axes, plane, self.object_size.value, self._model_size())
-        if self._scale_cache is None or self._scale_cache[0] != key:
-            rescale = outputs.rescale_for_image(
-                data, layout, key[-1], self.object_size.value.strip() or None, plane=plane
-            )
-            self._scale_cache = (key, rescale)
-        return self._scale_cache[1]
+    def _what_runs(self, layer: Any) -> Any:
+        """Work out what a run of ``layer`` with the current choices would do."""
+        meta, point = self._chosen_metadata(), self._viewer.dims.point
+        return self._preview.of(self, layer, meta, point)
 
     def _guess_axes(self, _: Any = None) -> None:
-        layer, spec = self.image.value, self._spec()
+        layer, meta = self.image.value, self._chosen_metadata()
         self.axes.value = (
             ""
             if layer is None
             else outputs.guess_axes(
-                _image_data(layer).shape,
+                layer_data(layer).shape,
                 rgb=bool(layer.rgb),
                 axis_labels=[str(a) for a in layer.axis_labels],
-                input_channels=None if spec is None else spec.input_channels,
+                input_channels=None if meta is None else meta.input_channels,
             )
         )
         self._update_plan()
@@ -186,56 +102,41 @@ class SegmentWidget(ModelPickerMixin, SegmentForm):
 
     def _update_plan(self, _: Any = None) -> None:
         """Show the tiles and memory of a run with the current choices, or what is wrong."""
-        layer, spec = self.image.value, self._spec()
+        layer = self.image.value
         self.stack.visible, self.plan_info.value = False, ""
         if layer is None:
             return
-        shape = _image_data(layer).shape
         try:
-            channels = None if spec is None else spec.input_channels
-            layout = outputs.check_image(shape, self.axes.value, channels, rgb=bool(layer.rgb))
+            layout = self._preview.layout(self, layer, self._chosen_metadata())
             self.stack.visible = bool(layout.plane_axes)
-            if spec is None:
-                self.plan_info.value = "Tiles: shown once the model has been loaded."
-                return
-            rescale = self._rescale(layer, layout)
-            plan = outputs.plan_for_image(
-                shape, layout, spec, tile_size=self.tile_request, factor=rescale.factor
-            )
+            preview = self._what_runs(layer)
         except ValueError as exc:
             self.plan_info.value = f"\u26a0 {exc}"
             return
-        planes = 1 if self.stack.value == "current plane" else outputs.n_planes(shape, layout)
-        text = outputs.describe_plan(plan, planes, outputs.live_batch_size(plan))
-        scale = rescale.describe() if rescale.model_size else ""
-        text = f"{scale}. {text}" if scale else text
-        self.plan_info.value = text[0].upper() + text[1:]
+        one = self.stack.value == "current plane"
+        planes = 1 if one else outputs.n_planes(layer_data(layer).shape, layout)
+        self.plan_info.value = preview.describe(planes)
 
     def _on_output_changed(self, _: Any = None) -> None:
         self.update_visibility()
         self._save()
         self._relabel()
 
+    def _relabel(self, force: bool = False) -> None:
+        """Recompute the labels from the cached probabilities (no network run)."""
+        if self._cache is not None and (force or self._active is None):
+            kind = OUTPUT_KINDS[self.output.value]
+            relabel(self._viewer, self._cache, kind, self.threshold.value, self.min_size.value)
+
     def _on_probabilities_changed(self, _: Any = None) -> None:
         self._save()
-        if self.probabilities.value and self._cache is not None and self._live is None:
-            self._show_probabilities(self._cache)
+        if self.probabilities.value and self._cache is not None and self._active is None:
+            show_cached_probabilities(self._viewer, self._cache)
 
     # ------------------------------------------------------------------ run
-    def run(self) -> None:
-        """Check the inputs and start segmenting in a worker thread.
-
-        A mistake (no image, no model, wrong axes or channels) is shown as a napari
-        notification and nothing else happens.
-        """
-        if self._live is not None:
-            return
-        try:
-            job, info = self._prepare()
-        except (ValueError, TypeError, OSError) as exc:
-            self.status.value = notify_error(exc)
-            return
-        self.run_button.enabled, self.cancel_button.enabled = False, True
+    def _start(self) -> None:
+        job, info = self._prepare()
+        self._set_running(True)
         callbacks = RunCallbacks(
             model_loaded=self._on_model_loaded,
             status=self._set_status,
@@ -243,117 +144,42 @@ class SegmentWidget(ModelPickerMixin, SegmentForm):
             failed=self._on_failed,
             ended=self._on_ended,
         )
-        self._live = LiveRun(
+        self._active = LiveRun(
             self._viewer, job, info, threshold=self.threshold.value, callbacks=callbacks
         )
-        self._live.start()
+        self._active.start()
 
     def _prepare(self) -> tuple[Job, dict[str, Any]]:
         layer = self.image.value
         if layer is None:
-            raise ValueError(
-                "there is no image to segment; open one (e.g. File > Open Sample > "
-                "napari-tiled-unet) and choose it under Image"
-            )
-        if not self.model.value:
-            raise ValueError(
-                "no model chosen; choose a .keras model file under 'or file', or save "
-                f"models in {model_files.models_folder()}"
-            )
-        path = Path(self.model.value)
-        if not path.is_file():
-            raise FileNotFoundError(f"the model file {path} does not exist; choose another")
-        data, axes, spec = _image_data(layer), self.axes.value.strip().upper(), self._spec()
-        channels = None if spec is None else spec.input_channels
-        layout = outputs.check_image(data.shape, axes, channels, rgb=bool(layer.rgb))
-        options: dict[str, Any] = {"axes": axes, "normalize": self._normalizer()}
-        options["tile_size"] = self.tile_request or None
-        rescale = self._rescale(layer, layout)
-        # The size shown before Run is the size that runs (not estimated a second time).
-        options["object_size"] = rescale.object_size if rescale.active else "none"
-        if spec is not None:
-            plan = outputs.plan_for_image(
-                data.shape, layout, spec, tile_size=self.tile_request, factor=rescale.factor
-            )
-            options["batch_size"] = outputs.live_batch_size(plan)
-        if layout.plane_axes and self.stack.value == "current plane":
-            point = layer.world_to_data(self._viewer.dims.point)
-            options["planes"] = [outputs.current_plane(axes, data.shape, point)]
-        model = self._loaded_for(str(path)) or path
-        info = {"layer": layer, "layout": layout, "spatial": spatial_metadata(layer, axes)}
-        return Job(model, model_key(path), data, options), info
-
-    def _normalizer(self) -> Any:
-        if self.normalize.value == "none":
-            return None
-        if self.normalize.value == "percentiles":
-            from napari_tiled_unet.normalize import PercentileNormalizer
-
-            return PercentileNormalizer(self.low.value, self.high.value)
-        return "auto"
-
-    @property
-    def worker(self) -> Any:
-        """The worker thread of the run in progress, or None."""
-        return None if self._live is None else self._live.worker
-
-    def cancel(self) -> None:
-        """Stop the run after the batch of tiles in progress and undo its changes."""
-        if self._live is not None:
-            self.cancel_button.enabled = False
-            self._live.cancel()
-
-    def _set_status(self, text: str) -> None:
-        self.status.value = text
+            raise ValueError(_NO_IMAGE)
+        path = self._model_path()
+        preview, axes = self._what_runs(layer), self.axes.value.strip().upper()
+        # The size and the tiles shown before Run are what runs (not worked out again).
+        rescale, plan = preview.rescale, preview.plan
+        options = SegmentOptions(
+            axes=axes,
+            tile_size=self.tile_request or None,
+            batch_size=None if plan is None else plan.batch_size,
+            normalize=self.normalizer(),
+            object_size=rescale.object_size if rescale.active else "none",
+        )
+        planes = None if preview.plane is None else [preview.plane]
+        model = self._loaded_for(path) or path
+        spatial = spatial_metadata(layer, axes)
+        info = {"layer": layer, "layout": preview.layout, "spatial": spatial}
+        data = layer_data(layer)
+        return Job(model, model_key(path), data, options, planes, plan), info
 
     def _on_model_loaded(self, message: ModelLoaded) -> None:
-        self._loaded = (message.key, message.unet)
+        self._keep_loaded(message)
         self._update_plan()
 
     def _on_returned(self, cache: dict[str, Any]) -> None:
         self._cache = cache
         self._relabel(force=True)
         if self.probabilities.value:
-            self._show_probabilities(cache)
-
-    def _on_failed(self, exc: BaseException) -> None:
-        self.status.value = notify_error(exc)
+            show_cached_probabilities(self._viewer, cache)
 
     def _on_ended(self) -> None:
-        self._live = None
-        self.run_button.enabled, self.cancel_button.enabled = True, False
-
-    # ------------------------------------------------------------------ outputs
-    def _relabel(self, force: bool = False) -> None:
-        """Recompute the labels from the cached probabilities (no network run)."""
-        cache = self._cache
-        if cache is None or cache["layer"] not in self._viewer.layers:
-            return
-        if self._live is not None and not force:
-            return
-        labels = outputs.labels_from_probabilities(
-            cache["probabilities"],
-            axes=cache["axes"],
-            kind=OUTPUT_KINDS[self.output.value],  # type: ignore[arg-type]
-            threshold=self.threshold.value,
-            min_size=self.min_size.value,
-        )
-        # The same layer, with its data type kept (or a new one in its place, see show_labels).
-        layer = show_labels(self._viewer, cache["layer"].name, labels, cache["spatial"]).layer
-        cache["layer"] = layer
-
-    def _show_probabilities(self, cache: dict[str, Any]) -> None:
-        name = probabilities_name(cache["image"].name)
-        show_probabilities(
-            self._viewer,
-            name,
-            cache["probabilities"],
-            cache["spatial"],
-            cache["class_names"],
-            below=cache["layer"],
-        )
-
-
-def _image_data(layer: Any) -> Any:
-    """Full-resolution data of an image layer (level 0 of a multiscale pyramid)."""
-    return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+        self._run_ended()

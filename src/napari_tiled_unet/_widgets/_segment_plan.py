@@ -1,0 +1,132 @@
+"""What a Segment run would do with the current choices, and what it leaves in the viewer.
+
+The object size estimate and the tile plan shown under the form are kept by
+:class:`RunPreview`, keyed by the choices they depend on, and handed to the run unchanged:
+the plan shown before Run is the plan that runs.  :func:`relabel` and
+:func:`show_cached_probabilities` redraw a finished run's outputs from its cached
+probabilities.  The decisions themselves are functions of
+:mod:`napari_tiled_unet.core.outputs`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from napari_tiled_unet._widgets._dock import layer_data
+from napari_tiled_unet._widgets._layers import (
+    probabilities_name,
+    show_labels,
+    show_probabilities,
+)
+from napari_tiled_unet.core import outputs
+from napari_tiled_unet.core.sizing import Rescale
+from napari_tiled_unet.core.tiling import TilePlan
+
+__all__ = ["Preview", "RunPreview", "relabel", "show_cached_probabilities"]
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What a run with the form's current choices would do."""
+
+    layout: Any
+    rescale: Rescale
+    #: The tile plan of one plane; None until the model's geometry is known.
+    plan: TilePlan | None
+    #: The plane on view, when only it is segmented.
+    plane: tuple[int, ...] | None
+
+    def describe(self, planes: int) -> str:
+        """One line for the form: the resampling, the tiles and their memory."""
+        if self.plan is None:
+            return "Tiles: shown once the model has been loaded."
+        text = outputs.describe_plan(self.plan, planes)
+        scale = self.rescale.describe() if self.rescale.model_size else ""
+        text = f"{scale}. {text}" if scale else text
+        return text[0].upper() + text[1:]
+
+
+class RunPreview:
+    """The resampling and the tile plan of a run, recomputed only when a choice changes."""
+
+    def __init__(self) -> None:
+        self._scale: tuple[Any, Rescale] | None = None
+        self._plan: tuple[Any, TilePlan] | None = None
+
+    @staticmethod
+    def layout(form: Any, layer: Any, meta: Any) -> Any:
+        """Check the image's axes against the model's channels (one-line ValueError)."""
+        channels = None if meta is None else meta.spec.input_channels
+        shape, axes = layer_data(layer).shape, form.axes.value.strip().upper()
+        return outputs.check_image(shape, axes, channels, rgb=bool(layer.rgb))
+
+    def of(self, form: Any, layer: Any, meta: Any, point: Any) -> Preview:
+        """Work out a run of ``layer`` with the choices of ``form`` and the model ``meta``.
+
+        ``point`` is the viewer's current position (for "current plane").
+        """
+        layout, data = self.layout(form, layer, meta), layer_data(layer)
+        plane = None
+        if layout.plane_axes and form.stack.value == "current plane":
+            axes = form.axes.value.strip().upper()
+            plane = outputs.current_plane(axes, data.shape, layer.world_to_data(point))
+        model_size = None if meta is None else meta.object_size
+        rescale = self._rescale(data, layout, plane, form.object_size.value, model_size)
+        if meta is None:
+            return Preview(layout, rescale, None, plane)
+        plan = self._tiles(data.shape, layout, meta.spec, form.tile_request, rescale.factor)
+        return Preview(layout, rescale, plan, plane)
+
+    def _rescale(
+        self, data: Any, layout: Any, plane: Any, object_size: str, model_size: float | None
+    ) -> Rescale:
+        """Return the resampling a run would do (estimated once per image, plane, choice)."""
+        key = (id(data), data.shape, layout.axes, plane, object_size, model_size)
+        if self._scale is None or self._scale[0] != key:
+            rescale = outputs.rescale_for_image(
+                data, layout, model_size, object_size.strip() or None, plane=plane
+            )
+            self._scale = (key, rescale)
+        return self._scale[1]
+
+    def _tiles(
+        self, shape: Any, layout: Any, spec: Any, tile_size: int, factor: float
+    ) -> TilePlan:
+        """Return the tile plan of a live run with these choices (planned once, shown, run)."""
+        key = (tuple(shape), layout.axes, spec, tile_size, factor)
+        if self._plan is None or self._plan[0] != key:
+            plan = outputs.plan_for_image(shape, layout, spec, tile_size=tile_size, factor=factor)
+            plan = plan.with_batch_size(outputs.live_batch_size(plan))  # as the run will
+            self._plan = (key, plan)
+        return self._plan[1]
+
+
+def relabel(
+    viewer: Any, cache: dict[str, Any], kind: Any, threshold: float, min_size: int
+) -> None:
+    """Recompute a finished run's labels from its cached probabilities (no network run)."""
+    if cache["layer"] not in viewer.layers:
+        return
+    labels = outputs.labels_from_probabilities(
+        cache["probabilities"],
+        axes=cache["axes"],
+        kind=kind,
+        threshold=threshold,
+        min_size=min_size,
+    )
+    # The same layer, with its data type kept (or a new one in its place, see show_labels).
+    cache["layer"] = show_labels(viewer, cache["layer"].name, labels, cache["spatial"]).layer
+
+
+def show_cached_probabilities(viewer: Any, cache: dict[str, Any]) -> None:
+    """Show a finished run's probabilities under its labels."""
+    name = probabilities_name(cache["image"].name)
+    show_probabilities(
+        viewer,
+        name,
+        cache["probabilities"],
+        cache["spatial"],
+        cache["class_names"],
+        below=cache["layer"],
+    )

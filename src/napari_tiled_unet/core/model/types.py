@@ -1,0 +1,167 @@
+"""What a model is: its metadata and the Keras model that runs, without file handling.
+
+:class:`ModelMetadata` holds geometry, classes, normalisation and the training record;
+:class:`UNetModel` is a Keras model together with its metadata.
+
+:mod:`~napari_tiled_unet.core.model.files` saves and loads them;
+:mod:`~napari_tiled_unet.core.model.inspect` reads the metadata of files.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from napari_tiled_unet.core.model.geometry import NetworkSpec
+
+__all__ = ["METADATA_MEMBER", "ModelMetadata", "UNetModel"]
+
+#: Name of the metadata member inside the ``.keras`` zip archive.
+METADATA_MEMBER = "napari_tiled_unet.json"
+_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """What a model file says about the model besides its weights.
+
+    Attributes
+    ----------
+    input_channels, num_classes, depth, base_filters : int
+        The network's shape.
+    class_names : tuple of str
+        One name per output class.
+    normalization : dict, optional
+        How inputs must be normalised, e.g. ``{"method": "percentile", "low": 1.0,
+        "high": 99.8, "per": "plane"}``; None feeds data unchanged.
+    fixed_input_size : tuple of int, optional
+        Input ``(Y, X)`` of a model that accepts only one size.
+    training : dict, optional
+        Free-form record of how the model was trained.
+    object_size : float, optional
+        Typical object diameter (px) of the training labels: images whose objects are
+        larger or smaller are resampled to this scale before segmenting.
+    name, description : str
+        Shown to users in model lists.
+    padded_halo : int, optional
+        Set for a network with padded ("same") convolutions, such as many U-Nets of the
+        BioImage Model Zoo: the px cropped from each side of its output so that tiles fit
+        seamlessly (see :class:`~napari_tiled_unet.core.tiling.NetworkSpec`).  None for the
+        paper's valid convolutions.
+    """
+
+    input_channels: int = 1
+    num_classes: int = 2
+    depth: int = 4
+    base_filters: int = 64
+    class_names: tuple[str, ...] = ()
+    normalization: dict[str, Any] | None = field(
+        default_factory=lambda: {"method": "percentile", "low": 1.0, "high": 99.8, "per": "plane"}
+    )
+    fixed_input_size: tuple[int, int] | None = None
+    training: dict[str, Any] | None = None
+    object_size: float | None = None
+    name: str = "unet"
+    description: str = ""
+    padded_halo: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.class_names:
+            default = (
+                ("background", "foreground")
+                if self.num_classes == 2
+                else ("background", "interior", "border")
+                if self.num_classes == 3
+                else tuple(f"class {k}" for k in range(self.num_classes))
+            )
+            object.__setattr__(self, "class_names", default)
+        if len(self.class_names) != self.num_classes:
+            raise ValueError(
+                f"{len(self.class_names)} class names given for a model with "
+                f"{self.num_classes} classes; give one name per class"
+            )
+
+    @property
+    def spec(self) -> NetworkSpec:
+        """The geometry tiling needs."""
+        return NetworkSpec(
+            self.depth,
+            self.base_filters,
+            self.input_channels,
+            self.num_classes,
+            self.fixed_input_size,
+            self.padded_halo,
+        )
+
+    def to_json(self) -> str:
+        """Serialise (with a format version) as JSON text."""
+        return json.dumps({"format_version": _FORMAT_VERSION, **asdict(self)}, indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelMetadata:
+        """Parse JSON written by :meth:`to_json`, ignoring unknown keys."""
+        info = json.loads(text)
+        known = {k: v for k, v in info.items() if k in cls.__dataclass_fields__}
+        for key in ("class_names", "fixed_input_size"):
+            if known.get(key) is not None:
+                known[key] = tuple(known[key])
+        return cls(**known)
+
+
+@dataclass
+class UNetModel:
+    """A Keras U-Net together with its metadata; what :func:`segment` runs.
+
+    Attributes
+    ----------
+    keras_model : keras.Model
+        Maps ``(B, Y, X, C)`` float32 to class probabilities ``(B, Y', X', K)``.
+    metadata : ModelMetadata
+        Geometry, class names, normalisation, training record.
+    source : str, optional
+        The file it was loaded from.
+    """
+
+    keras_model: Any
+    metadata: ModelMetadata
+    source: str | None = None
+    _call: Any = field(default=None, repr=False)
+
+    @property
+    def spec(self) -> NetworkSpec:
+        """The geometry tiling needs."""
+        return self.metadata.spec
+
+    def predict_batch(self, batch: np.ndarray) -> np.ndarray:
+        """Run the network on a ``(B, Y, X, C)`` float32 batch; return float32 probabilities.
+
+        The output has the size :meth:`NetworkSpec.output_size` gives (a padded network's
+        output is cropped by its halo).
+        """
+        if self._call is None:
+            self._call = _compiled_call(self.keras_model)
+        out = np.asarray(self._call(np.ascontiguousarray(batch, dtype=np.float32)))
+        crop = self.metadata.padded_halo
+        if crop:  # a padded network: drop the border its padding disturbs
+            out = out[:, crop:-crop, crop:-crop]
+        if out.shape[-1] == 1:  # a single sigmoid output: foreground probability
+            out = np.concatenate([1.0 - out, out], axis=-1)
+        return out.astype(np.float32, copy=False)
+
+
+def _compiled_call(keras_model: Any) -> Any:
+    """Return a graph-compiled inference call that accepts any batch and tile size."""
+    from napari_tiled_unet.core._keras import get_tf
+
+    tf = get_tf()
+    channels = keras_model.inputs[0].shape[-1]
+    spec = tf.TensorSpec((None, None, None, channels), tf.float32)
+
+    @tf.function(input_signature=[spec], reduce_retracing=True)
+    def call(x: Any) -> Any:
+        return keras_model(x, training=False)
+
+    return call

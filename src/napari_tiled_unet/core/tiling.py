@@ -1,0 +1,340 @@
+"""The paper's overlap-tile strategy as pure numpy: tile plans, mirrored inputs, stitching.
+
+Nothing here knows about Keras.  A :class:`TilePlan` covers an image with output tiles whose
+origins are multiples of the network's alignment (``2**depth``), so that every tile's
+max-pooling grid coincides with the grid of one pass over the whole mirror-padded image and
+the stitched result equals that pass.  Inputs are cut with their ``halo`` of context; outside
+the image the context is the image mirrored at its border (numpy's ``"reflect"``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from napari_tiled_unet.core.model.geometry import NetworkSpec
+
+__all__ = [
+    "DEFAULT_MEMORY_BUDGET",
+    "NetworkSpec",
+    "Tile",
+    "TilePlan",
+    "activation_bytes",
+    "axis_origins",
+    "cut_tile",
+    "plan_tiles",
+    "reflect_indices",
+]
+
+#: Default activation-memory budget for automatic tiles (bytes): comfortable on a laptop.
+DEFAULT_MEMORY_BUDGET = 2 * 2**30
+# TensorFlow's CPU kernels (oneDNN) hold workspace beyond the live tensors: the measured
+# peak RSS increase of one forward pass was 1.2-1.8x the live-tensor count (benchmarks/).
+_RUNTIME_FACTOR = 1.8
+_MAX_BATCH = 16
+
+
+def activation_bytes(spec: NetworkSpec, tile_in: tuple[int, int], batch: int = 1) -> int:
+    """Estimate the peak activation memory (bytes, float32) of one forward pass.
+
+    Walks the network layer by layer and takes the largest sum of tensors alive at once
+    (the skip connections held for the expanding path plus a layer's input and output),
+    times the runtime overhead measured for TensorFlow on the CPU.
+    """
+    h, w = tile_in
+    chans, live_skips, peak = spec.input_channels, 0, 0
+    shrink = 0 if spec.padded_halo is not None else 2  # px a 3x3 convolution takes away
+
+    def step(pixels_in: int, c_in: int, pixels_out: int, c_out: int) -> None:
+        nonlocal peak
+        peak = max(peak, live_skips + pixels_in * c_in + pixels_out * c_out)
+
+    sizes = []
+    for level in range(spec.depth + 1):
+        f = spec.base_filters * 2**level
+        step(h * w, chans, (h - shrink) * (w - shrink), f)
+        step((h - shrink) * (w - shrink), f, (h - 2 * shrink) * (w - 2 * shrink), f)
+        h, w, chans = h - 2 * shrink, w - 2 * shrink, f
+        if level < spec.depth:
+            sizes.append((h, w, f))
+            live_skips += h * w * f
+            step(h * w, f, (h // 2) * (w // 2), f)
+            h, w = h // 2, w // 2
+    for sh, sw, f in reversed(sizes):
+        step(h * w, chans, 4 * h * w, f)
+        h, w = 2 * h, 2 * w
+        live_skips -= sh * sw * f
+        step(h * w, f + f, h * w, 2 * f)  # crop + concat
+        step(h * w, 2 * f, (h - shrink) * (w - shrink), f)
+        step((h - shrink) * (w - shrink), f, (h - 2 * shrink) * (w - 2 * shrink), f)
+        h, w, chans = h - 2 * shrink, w - 2 * shrink, f
+    return int(4 * batch * peak * _RUNTIME_FACTOR)
+
+
+def axis_origins(size: int, tile_out: int, step: int) -> tuple[int, ...]:
+    """Output-tile origins covering ``[0, size)``: multiples of ``step``, last one flush.
+
+    The stride is the largest multiple of ``step`` not above ``tile_out``; the last tile is
+    moved back to the smallest aligned origin that still reaches the end, which avoids
+    computing far beyond the image.
+    """
+    if tile_out >= size:
+        return (0,)
+    stride = tile_out // step * step
+    if stride <= 0:
+        raise ValueError(
+            f"output tiles of {tile_out} px are smaller than the network's "
+            f"alignment of {step} px; use a larger tile size"
+        )
+    origins = list(range(0, size - tile_out, stride))
+    last = -(-(size - tile_out) // step) * step
+    return (*origins, last)
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One tile of a plan: where its input starts and which output rows/columns it owns."""
+
+    index: int
+    input_start: tuple[int, int]
+    output_start: tuple[int, int]
+    owned: tuple[slice, slice]
+
+    @property
+    def owned_in_tile(self) -> tuple[slice, slice]:
+        """The owned region in the tile's own output coordinates."""
+        return tuple(  # type: ignore[return-value]
+            slice(s.start - o, s.stop - o) for s, o in zip(self.owned, self.output_start)
+        )
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """How a ``(Y, X)`` image is covered by tiles.
+
+    Attributes
+    ----------
+    shape : tuple of int
+        Image size ``(Y, X)``.
+    tile_in, tile_out : tuple of int
+        Input and output tile sizes ``(Y, X)``.
+    halo : int
+        Context on each side (px).
+    origins : tuple of tuple of int
+        Output origins along Y and along X.
+    batch_size : int
+        Tiles per network call.
+    memory_per_batch : int
+        Estimated activation bytes of one batch.
+    """
+
+    shape: tuple[int, int]
+    tile_in: tuple[int, int]
+    tile_out: tuple[int, int]
+    halo: int
+    origins: tuple[tuple[int, ...], tuple[int, ...]]
+    batch_size: int
+    memory_per_batch: int
+
+    @property
+    def n_tiles(self) -> int:
+        """Number of tiles."""
+        return len(self.origins[0]) * len(self.origins[1])
+
+    def with_batch_size(self, batch_size: int) -> TilePlan:
+        """Return the same tiles, ``batch_size`` of them per network call."""
+        per_tile = self.memory_per_batch // max(self.batch_size, 1)
+        return dataclasses.replace(
+            self, batch_size=int(batch_size), memory_per_batch=per_tile * int(batch_size)
+        )
+
+    def tiles(self) -> Iterator[Tile]:
+        """Yield the tiles in row-major order."""
+        ys, xs = self.origins
+        index = 0
+        for iy, y in enumerate(ys):
+            y_end = ys[iy + 1] if iy + 1 < len(ys) else self.shape[0]
+            for ix, x in enumerate(xs):
+                x_end = xs[ix + 1] if ix + 1 < len(xs) else self.shape[1]
+                yield Tile(
+                    index,
+                    (y - self.halo, x - self.halo),
+                    (y, x),
+                    (slice(y, y_end), slice(x, x_end)),
+                )
+                index += 1
+
+    def batches(self) -> Iterator[list[Tile]]:
+        """Yield the tiles grouped in batches of ``batch_size``."""
+        batch: list[Tile] = []
+        for tile in self.tiles():
+            batch.append(tile)
+            if len(batch) == self.batch_size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+
+def reflect_indices(indices: np.ndarray, size: int) -> np.ndarray:
+    """Map any integer coordinates into ``[0, size)`` by mirroring at the borders.
+
+    Same convention as ``np.pad(mode="reflect")`` (the edge pixel is not repeated), applied
+    as often as needed, so the context of tiles larger than the image is well defined.
+    """
+    indices = np.asarray(indices, dtype=np.int64)
+    if size == 1:
+        return np.zeros_like(indices)
+    period = 2 * (size - 1)
+    folded = np.mod(indices, period)
+    return np.where(folded >= size, period - folded, folded)
+
+
+def cut_tile(plane: np.ndarray, tile: Tile, plan: TilePlan) -> np.ndarray:
+    """Cut the input of ``tile`` (with its mirrored context) from a ``(Y, X, C)`` plane."""
+    ys = reflect_indices(
+        np.arange(tile.input_start[0], tile.input_start[0] + plan.tile_in[0]), plane.shape[0]
+    )
+    xs = reflect_indices(
+        np.arange(tile.input_start[1], tile.input_start[1] + plan.tile_in[1]), plane.shape[1]
+    )
+    y0, y1 = int(ys.min()), int(ys.max()) + 1
+    x0, x1 = int(xs.min()), int(xs.max()) + 1
+    # Read only the bounding box (cheap for memory-mapped or lazy arrays), then mirror.
+    box = np.asarray(plane[y0:y1, x0:x1])
+    return box[np.ix_(ys - y0, xs - x0)]
+
+
+def _tile_sizes_from_request(
+    tile_size: int | tuple[int, int], spec: NetworkSpec
+) -> tuple[int, int]:
+    sizes = [tile_size, tile_size] if isinstance(tile_size, (int, np.integer)) else list(tile_size)
+    if len(sizes) != 2 or any(int(s) <= 0 for s in sizes):
+        raise ValueError(f"tile_size must be a positive int or a (Y, X) pair, got {tile_size!r}")
+    return (
+        spec.nearest_valid_input_size(int(sizes[0]), warn=True),
+        spec.nearest_valid_input_size(int(sizes[1]), warn=True),
+    )
+
+
+def _explicit_tile_sizes(
+    tile_size: int | tuple[int, int], spec: NetworkSpec, cover: tuple[int, int]
+) -> tuple[int, int]:
+    """Round a requested size to valid, at least one alignment step of output, at most cover."""
+    requested = _tile_sizes_from_request(tile_size, spec)
+    minimum = spec.smallest_input_for_output(spec.alignment)
+    sizes = tuple(min(max(r, minimum), c) for r, c in zip(requested, cover))
+    if any(s > r for s, r in zip(sizes, requested)):
+        warnings.warn(
+            f"tile size {requested} gives output tiles smaller than the network's "
+            f"alignment of {spec.alignment} px; using {sizes}",
+            UserWarning,
+            stacklevel=3,
+        )
+    return sizes  # type: ignore[return-value]
+
+
+def _auto_tile_sizes(spec: NetworkSpec, cover: tuple[int, int], budget: int) -> tuple[int, int]:
+    """Largest (square where possible) tile whose activations fit in ``budget`` bytes."""
+    smallest = spec.smallest_input_for_output(spec.alignment)
+    size = max(cover)
+    while size > smallest:
+        tile = (min(size, cover[0]), min(size, cover[1]))
+        if activation_bytes(spec, tile) <= budget:
+            return tile
+        size -= spec.alignment
+    return (min(smallest, cover[0]), min(smallest, cover[1]))
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _check_options(tile_size: Any, memory_budget: Any, batch_size: Any) -> None:
+    """One-line TypeError / ValueError for tiling options of the wrong type or range."""
+    if tile_size is not None:
+        pair = isinstance(tile_size, (tuple, list))
+        sizes = tile_size if pair else (tile_size,)
+        if len(sizes) != (2 if pair else 1) or not all(_is_int(s) for s in sizes):
+            raise TypeError(
+                f"tile_size must be an integer or a (Y, X) pair of integers, got {tile_size!r}"
+            )
+    for name, value in (("batch_size", batch_size), ("memory_budget", memory_budget)):
+        if value is None:
+            continue
+        if not _is_int(value):
+            raise TypeError(f"{name} must be an integer, got {value!r}")
+        if value < 1:
+            raise ValueError(f"{name} must be at least 1, got {value!r}")
+
+
+def plan_tiles(
+    shape: tuple[int, int],
+    spec: NetworkSpec,
+    *,
+    tile_size: int | tuple[int, int] | None = None,
+    memory_budget: int | None = None,
+    batch_size: int | None = None,
+) -> TilePlan:
+    """Plan the overlap-tile cover of a ``(Y, X)`` image.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Image size ``(Y, X)``.
+    spec : NetworkSpec
+        The network's geometry.
+    tile_size : int or (int, int), optional
+        Input tile size; an invalid size is rounded to the nearest valid one with a warning.
+        None chooses the largest tile whose activations fit in ``memory_budget``.  A model
+        with a fixed input size always uses that size.
+    memory_budget : int, optional
+        Bytes of activation memory allowed per network call (default
+        :data:`DEFAULT_MEMORY_BUDGET`).
+    batch_size : int, optional
+        Tiles per call; None fills the memory budget (at most 16).
+
+    Returns
+    -------
+    TilePlan
+    """
+    if len(shape) != 2 or min(shape) < 1:
+        raise ValueError(f"expected a non-empty (Y, X) image shape, got {tuple(shape)}")
+    _check_options(tile_size, memory_budget, batch_size)
+    budget = DEFAULT_MEMORY_BUDGET if memory_budget is None else int(memory_budget)
+    cover = (
+        spec.smallest_input_for_output(shape[0]),
+        spec.smallest_input_for_output(shape[1]),
+    )
+    tile_in: tuple[int, int]
+    if spec.fixed_input_size is not None:
+        tile_in = (int(spec.fixed_input_size[0]), int(spec.fixed_input_size[1]))
+    elif tile_size is not None:
+        tile_in = _explicit_tile_sizes(tile_size, spec, cover)
+    else:
+        tile_in = _auto_tile_sizes(spec, cover, budget)
+    out_y, out_x = (spec.output_size(t) for t in tile_in)
+    if out_y is None or out_x is None:
+        raise ValueError(f"tile input {tile_in} is not valid for a depth-{spec.depth} U-Net")
+    origins = (
+        axis_origins(shape[0], out_y, spec.alignment),
+        axis_origins(shape[1], out_x, spec.alignment),
+    )
+    n_tiles = len(origins[0]) * len(origins[1])
+    per_tile = activation_bytes(spec, tile_in)
+    if batch_size is None:
+        batch_size = max(1, min(n_tiles, _MAX_BATCH, budget // max(per_tile, 1)))
+    return TilePlan(
+        (int(shape[0]), int(shape[1])),
+        tile_in,
+        (out_y, out_x),
+        spec.halo,
+        origins,
+        int(batch_size),
+        per_tile * int(batch_size),
+    )

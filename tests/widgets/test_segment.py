@@ -1,0 +1,482 @@
+"""The Segment dock widget in a real napari viewer (Xvfb): wiring, not math.
+
+The math behind every number checked here is tested in the core (test_predict.py,
+test_outputs.py); these tests check that the widget asks the core the right question and
+puts the answer in the right layer.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from napari_tiled_unet import save_model, segment
+from napari_tiled_unet.batch import models
+from napari_tiled_unet.batch import settings as _settings
+from napari_tiled_unet.core import outputs
+from napari_tiled_unet.core.model.builder import build_unet
+from napari_tiled_unet.core.model.files import UNetModel, load_model
+from tests.conftest import tiny_unet
+
+pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("user_folders")]
+
+
+@pytest.fixture(scope="module")
+def model_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("models")
+    everywhere = build_unet(depth=2, base_filters=4, seed=0, name="foreground")
+    kernel, _ = everywhere.get_layer("classifier").get_weights()
+    everywhere.get_layer("classifier").set_weights([0 * kernel, np.array([0.0, 6.0])])
+    files = {
+        "random": save_model(tiny_unet(2, 4), folder / "random.keras"),
+        "foreground": save_model(everywhere, folder / "foreground.keras"),
+        "rgb": save_model(tiny_unet(2, 4, input_channels=3), folder / "rgb.keras"),
+        "garbage": folder / "garbage.keras",
+    }
+    files["garbage"].write_bytes(b"this is not a model")
+    return files
+
+
+def open_widget(viewer, model=None):
+    _, widget = viewer.window.add_plugin_dock_widget("napari-tiled-unet", "Segment")
+    if model is not None:
+        widget.model_file.value = model
+    return widget
+
+
+def shown(field):
+    """Whether a form field is meant to be seen (the viewer window itself may be hidden)."""
+    return not field.native.isHidden()
+
+
+def run_and_wait(qtbot, widget, timeout=30_000):
+    widget.run()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=timeout)
+
+
+def test_runs_from_the_manifest_and_reuses_its_output_layer(
+    make_napari_viewer, qtbot, model_files
+):
+    viewer = make_napari_viewer()
+    image = np.random.default_rng(0).random((70, 90)).astype(np.float32)
+    viewer.add_image(image, name="cells", scale=(0.5, 0.25), translate=(10, -3))
+    widget = open_widget(viewer, model_files["random"])
+    assert widget.model.value == str(model_files["random"].resolve())
+    assert widget.axes.value == "YX"
+    assert widget.plan_info.value.startswith("1 tile of ")
+    run_and_wait(qtbot, widget)
+    labels = viewer.layers["cells [unet labels]"]
+    # uint16 from the start: class and instance labels then share the layer's data type
+    assert labels.data.shape == (70, 90) and labels.data.dtype == np.uint16
+    np.testing.assert_allclose(labels.scale, (0.5, 0.25))
+    np.testing.assert_allclose(labels.translate, (10, -3))
+    expected = segment(load_model(model_files["random"]), image).labels
+    np.testing.assert_array_equal(labels.data, expected)
+    assert widget.status.value.startswith("Done: 1 tile in")
+    widget.tile_auto.value, widget.tile_size.value = False, 60
+    run_and_wait(qtbot, widget)
+    assert [layer.name for layer in viewer.layers] == ["cells", "cells [unet labels]"]
+    assert viewer.layers["cells [unet labels]"] is labels
+    np.testing.assert_array_equal(labels.data, expected)  # tiles do not change the result
+
+
+def test_labels_appear_at_start_and_fill_in_tile_by_tile(make_napari_viewer, qtbot, model_files):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.ones((120, 120), np.float32), name="flat")
+    widget = open_widget(viewer, model_files["foreground"])
+    widget.tile_auto.value, widget.tile_size.value = (
+        False,
+        44,
+    )  # the smallest tile: hundreds of them
+    seen = []
+    widget.run()
+    assert "flat [unet labels]" in viewer.layers  # there before the first tile
+    layer = viewer.layers["flat [unet labels]"]
+    widget.worker.yielded.connect(lambda _: seen.append(int(layer.data.sum())))
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=30_000)
+    filled = [n for n in seen if n]
+    assert len(filled) >= 4, seen
+    assert filled == sorted(filled) and filled[0] < 120 * 120
+    assert layer.data.sum() == 120 * 120  # the model calls every pixel foreground
+
+
+def test_rethreshold_and_instances_come_from_the_cache(make_napari_viewer, qtbot, model_files):
+    viewer = make_napari_viewer()
+    image = np.random.default_rng(1).random((64, 64)).astype(np.float32)
+    viewer.add_image(image, name="img")
+    widget = open_widget(viewer, model_files["random"])
+    run_and_wait(qtbot, widget)
+    probs = segment(load_model(model_files["random"]), image).probabilities
+    layer = viewer.layers["img [unet labels]"]
+    widget.threshold.value = 0.8
+    assert widget.worker is None  # no new run
+    np.testing.assert_array_equal(layer.data, probs[..., 1] > 0.8)
+    widget.output.value = "instance labels"
+    expected = outputs.labels_from_probabilities(probs, kind="instances", threshold=0.8)
+    assert viewer.layers["img [unet labels]"] is layer and layer.data.dtype == np.uint16
+    np.testing.assert_array_equal(layer.data, expected)
+    assert shown(widget.min_size)
+    widget.output.value = "class labels"  # napari may stop drawing a layer whose type changes
+    assert viewer.layers["img [unet labels]"] is layer and layer.data.dtype == np.uint16
+
+
+def test_a_reused_layer_keeps_its_type_or_is_replaced_when_too_small(
+    make_napari_viewer, qtbot, model_files
+):
+    viewer = make_napari_viewer()
+    image = np.random.default_rng(1).random((64, 64)).astype(np.float32)
+    viewer.add_image(image, name="img", scale=(2, 2))
+    mine = viewer.add_labels(np.zeros((64, 64), np.uint8), name="img [unet labels]")
+    viewer.add_points(name="on top")
+    widget = open_widget(viewer, model_files["random"])
+    run_and_wait(qtbot, widget)
+    assert viewer.layers["img [unet labels]"] is mine and mine.data.dtype == np.uint8
+    probs = segment(load_model(model_files["random"]), image).probabilities
+    np.testing.assert_array_equal(mine.data, probs[..., 1] > 0.5)
+    yy, xx = np.indices((64, 64))
+    dots = ((yy % 2 == 0) & (xx % 2 == 0)).astype(np.float32)  # 1024 objects: beyond uint8
+    widget._cache["probabilities"] = np.stack([1 - dots, dots], -1)
+    widget.min_size.value = 0
+    widget.output.value = "instance labels"
+    new = viewer.layers["img [unet labels]"]
+    assert new is not mine and new.data.dtype == np.uint16 and new.data.max() == 1024
+    assert [layer.name for layer in viewer.layers][1:] == ["img [unet labels]", "on top"]
+    np.testing.assert_allclose(new.scale, (2, 2))
+
+
+def test_cancel_stops_early_and_leaves_the_viewer_as_before(
+    make_napari_viewer, qtbot, model_files, monkeypatch
+):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.ones((150, 150), np.float32), name="flat")
+    widget = open_widget(viewer, model_files["foreground"])
+    run_and_wait(qtbot, widget)  # a first, complete run: its labels are reused
+    before = viewer.layers["flat [unet labels]"].data
+    original = UNetModel.predict_batch
+
+    def slow(self, batch):
+        time.sleep(0.05)
+        return original(self, batch)
+
+    monkeypatch.setattr(UNetModel, "predict_batch", slow)
+    widget.tile_auto.value, widget.tile_size.value = (
+        False,
+        44,
+    )  # hundreds of tiles in batches of 16
+    after_cancel = []
+
+    def press_cancel_once(_):
+        if not after_cancel:
+            widget.cancel()
+        after_cancel.append(1)
+
+    widget.run()
+    widget.worker.yielded.connect(press_cancel_once)
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=30_000)
+    assert widget.status.value.startswith("Cancelled")
+    assert len(after_cancel) <= 3  # the batch in flight when Cancel was pressed, no more
+    assert [layer.name for layer in viewer.layers] == ["flat", "flat [unet labels]"]
+    assert viewer.layers["flat [unet labels]"].data is before
+    assert widget.run_button.enabled and not widget.cancel_button.enabled
+    viewer.layers.remove("flat [unet labels]")
+    widget.run()  # a fresh layer is removed again on cancel
+    widget.worker.yielded.connect(lambda _: widget.cancel())
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=30_000)
+    assert [layer.name for layer in viewer.layers] == ["flat"]
+
+
+def test_user_mistakes_are_one_sentence_notifications(
+    make_napari_viewer, qtbot, model_files, notes
+):
+    viewer = make_napari_viewer()
+    widget = open_widget(viewer)
+    cases = []
+
+    def attempt(expected):
+        before = len(notes)
+        run_and_wait(qtbot, widget)
+        errors = [m for s, m in notes[before:] if s == "error"]
+        cases.append((expected, errors))
+        assert len(errors) == 1 and expected in errors[0], (expected, errors)
+        assert errors[0][0].isupper() or errors[0].startswith(expected)
+        assert errors[0].endswith(".") and "\n" not in errors[0] and "Traceback" not in errors[0]
+        assert widget.run_button.enabled and widget.status.value == errors[0]
+
+    attempt("There is no image to segment")
+    viewer.add_image(np.zeros((2, 3, 40, 40), np.float32), name="hyper")
+    attempt("No model chosen")
+    widget.model_file.value = model_files["garbage"]
+    assert widget.axes.value == ""  # 4D: no guess
+    attempt("type its axes")
+    widget.axes.value = "TZYX"
+    attempt("garbage.keras is not a Keras model file")
+    assert [layer.name for layer in viewer.layers] == ["hyper"]  # its labels were removed
+    widget.model_file.value = model_files["random"]
+    widget.axes.value = "CZYX"
+    attempt("the image has 2 channel(s)")
+    viewer.add_image(np.zeros((40, 40, 3), np.uint8), name="photo", rgb=True)
+    widget.image.value = viewer.layers["photo"]
+    assert widget.axes.value == "YXC"
+    attempt("is RGB (3 channels)")
+    assert widget.plan_info.value.startswith("\u26a0 the model expects 1 channel")
+
+
+def test_probabilities_on_request(make_napari_viewer, qtbot, model_files):
+    viewer = make_napari_viewer()
+    image = np.random.default_rng(2).random((50, 40)).astype(np.float32)
+    viewer.add_image(image, name="img", scale=(2.0, 3.0))
+    widget = open_widget(viewer, model_files["random"])
+    run_and_wait(qtbot, widget)
+    assert "img [unet probabilities]" not in viewer.layers
+    widget.probabilities.value = True  # from the cache, without running again
+    assert widget.worker is None
+    layer = viewer.layers["img [unet probabilities]"]
+    probs = segment(load_model(model_files["random"]), image).probabilities
+    assert layer.data.shape == (2, 50, 40)
+    np.testing.assert_allclose(layer.data, np.moveaxis(probs, -1, 0), atol=1e-6)
+    np.testing.assert_allclose(layer.scale, (1.0, 2.0, 3.0))
+    assert layer.metadata["class_names"] == ["background", "foreground"]
+    assert widget.image.choices == (viewer.layers["img"],)  # outputs are not inputs
+    run_and_wait(qtbot, widget)
+    names = [layer.name for layer in viewer.layers]
+    assert names == ["img", "img [unet probabilities]", "img [unet labels]"]
+
+
+def test_stacks_current_plane_or_whole_stack(make_napari_viewer, qtbot, model_files):
+    viewer = make_napari_viewer()
+    stack = np.random.default_rng(3).random((3, 48, 40)).astype(np.float32)
+    viewer.add_image(stack, name="stack")
+    widget = open_widget(viewer, model_files["random"])
+    assert widget.axes.value == "ZYX" and shown(widget.stack)
+    widget.probabilities.value = True
+    widget.stack.value = "current plane"
+    viewer.dims.set_current_step(0, 1)
+    run_and_wait(qtbot, widget)
+    probs = viewer.layers["stack [unet probabilities]"].data  # (class, Z, Y, X)
+    assert viewer.layers["stack [unet labels]"].data.shape == (3, 48, 40)
+    assert probs[:, 1].sum() > 0 and probs[:, 0].sum() == 0 and probs[:, 2].sum() == 0
+    widget.stack.value = "whole stack"
+    assert "x 3 planes" in widget.plan_info.value
+    run_and_wait(qtbot, widget)
+    expected = segment(load_model(model_files["random"]), stack, axes="ZYX")
+    np.testing.assert_allclose(
+        viewer.layers["stack [unet probabilities]"].data,
+        np.moveaxis(expected.probabilities, -1, 0),
+        atol=1e-6,
+    )
+    np.testing.assert_array_equal(viewer.layers["stack [unet labels]"].data, expected.labels)
+
+
+def longest_stall(qtbot, widget):
+    """Press Run inside the event loop and return the longest gap between 5 ms timer ticks."""
+    from qtpy.QtCore import QTimer
+
+    ticks = []
+    timer = QTimer()
+    timer.setInterval(5)
+    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    timer.start()
+    QTimer.singleShot(20, widget.run)
+    qtbot.waitUntil(lambda: widget.worker is not None, timeout=5_000)
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
+    timer.stop()
+    assert widget.status.value.startswith("Done")
+    return float(np.diff(ticks).max())
+
+
+def test_event_loop_stays_responsive_during_a_run(make_napari_viewer, qtbot, model_files):
+    import os
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(4).random((256, 256)).astype(np.float32))
+    widget = open_widget(viewer, model_files["random"])
+    widget.tile_auto.value, widget.tile_size.value = False, 60
+    # The first Run also has napari create the labels layer (its Qt controls, thumbnail,
+    # visual): a one-off cost of napari's that later runs, which reuse the layer, avoid.
+    first = longest_stall(qtbot, widget)
+    os.utime(model_files["random"])  # a changed file: the worker loads the model again
+    stall = longest_stall(qtbot, widget)
+    print(f"\nlongest main-thread stall: {stall * 1000:.0f} ms (first run: {first * 1000:.0f} ms)")
+    assert stall < 0.2
+
+
+def test_parameters_persist_and_restore_defaults(make_napari_viewer, model_files, tmp_path):
+    viewer = make_napari_viewer()
+    widget = open_widget(viewer, model_files["random"])
+    widget.threshold.value = 0.3
+    widget.output.value = "instance labels"
+    widget.tile_auto.value, widget.tile_size.value = False, 200
+    widget.normalize.value = "percentiles"
+    widget.low.value = 2.5
+    stored = json.loads((tmp_path / "settings.json").read_text())
+    assert stored["threshold"] == pytest.approx(0.3) and stored["low"] == 2.5
+    assert stored["model"] == str(model_files["random"].resolve())
+    again = open_widget(make_napari_viewer())
+    assert again.threshold.value == pytest.approx(0.3)
+    assert (again.output.value, again.tile_request) == ("instance labels", 200)
+    assert not again.tile_auto.value and again.tile_size.enabled
+    assert shown(again.low) and again.low.value == 2.5
+    assert again.model.value == str(model_files["random"].resolve())
+    again.defaults_button.clicked.emit()
+    defaults = _settings.SEGMENT_DEFAULTS
+    assert again.threshold.value == pytest.approx(defaults["threshold"])
+    assert (again.output.value, again.tile_request) == ("class labels", 0)
+    assert again.tile_auto.value and not again.tile_size.enabled
+    assert not shown(again.low)
+    stored = json.loads((tmp_path / "settings.json").read_text())
+    assert {k: v for k, v in stored.items() if k != "model"} == {
+        k: v for k, v in defaults.items() if k != "model"
+    }
+
+
+def test_settings_file_round_trip_and_bad_files(tmp_path):
+    path = tmp_path / "deep" / "settings.json"
+    values = dict(_settings.SEGMENT_DEFAULTS, threshold=0.7, tile_size=300, model="/m.keras")
+    assert _settings.save_settings({**values, "unknown": 1}, path)
+    assert _settings.load_settings(path) == values
+    path.write_text(json.dumps({"threshold": "high", "probabilities": 1, "low": 3}))
+    loaded = _settings.load_settings(path)
+    assert loaded["threshold"] == 0.5 and loaded["probabilities"] is False
+    assert loaded["low"] == 3.0 and isinstance(loaded["low"], float)
+    path.write_text("{not json")
+    assert _settings.load_settings(path) == _settings.SEGMENT_DEFAULTS
+    (tmp_path / "file").write_text("")
+    assert not _settings.save_settings(values, tmp_path / "file" / "settings.json")
+
+
+def test_models_folder_is_listed_and_layers_update_choices(make_napari_viewer, model_files):
+    import shutil
+
+    folder = models.models_folder()
+    folder.mkdir(parents=True)
+    shutil.copy(model_files["rgb"], folder / "colour.keras")
+    viewer = make_napari_viewer()
+    widget = open_widget(viewer)
+    assert widget.model.value == str(folder / "colour.keras")
+    assert widget.model_info.value.startswith("3 channels -> 2 classes")
+    assert widget.image.choices == ()
+    viewer.add_image(np.zeros((5, 30, 30, 3), np.uint8), rgb=True, name="movie")
+    assert widget.image.value is viewer.layers["movie"]
+    assert widget.axes.value == "ZYXC" and shown(widget.stack)
+    assert "x 5 planes" in widget.plan_info.value
+    viewer.layers.remove("movie")
+    assert widget.image.choices == () and widget.axes.value == ""
+
+
+FRESH_NAPARI_RUN = """
+import sys, time
+import napari
+from qtpy.QtWidgets import QApplication
+
+viewer = napari.Viewer(show=True)  # OpenGL (under Xvfb: Mesa's LLVM) comes first ...
+viewer.open_sample("napari-tiled-unet", "nuclei2d")
+_, widget = viewer.window.add_plugin_dock_widget("napari-tiled-unet", "Segment")
+widget.model_file.value = sys.argv[1]
+assert "tensorflow" not in sys.modules
+widget.run()  # ... and the worker imports TensorFlow on this first Run
+app = QApplication.instance()
+while widget.worker is not None:
+    app.processEvents()
+    time.sleep(0.01)
+viewer.screenshot(canvas_only=False)  # draw with both LLVMs loaded
+print(widget.status.value, viewer.layers["nuclei [unet labels]"].data.shape)
+viewer.close()
+"""
+
+
+@pytest.mark.skipif(not os.environ.get("DISPLAY"), reason="needs an X display (Xvfb)")
+def test_first_run_in_a_fresh_napari_imports_tensorflow_safely(model_files, tmp_path):
+    env = dict(os.environ, XDG_CONFIG_HOME=str(tmp_path), NAPARI_TILED_UNET_MODELS=str(tmp_path))
+    done = subprocess.run(
+        [sys.executable, "-c", FRESH_NAPARI_RUN, str(model_files["random"])],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    # Without _keras._isolated_dlopen this segfaults (-11) under Mesa.
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "(512, 512)" in done.stdout and "Done: 1 tile in" in done.stdout
+
+
+FRESH_NAPARI_REPEATS = """
+import os, sys, time
+import napari
+from qtpy.QtWidgets import QApplication
+
+viewer = napari.Viewer(show=True)
+viewer.open_sample("napari-tiled-unet", "nuclei2d")
+_, widget = viewer.window.add_plugin_dock_widget("napari-tiled-unet", "Segment")
+widget.model_file.value = sys.argv[1]
+widget.tile_auto.value, widget.tile_size.value = False, 100
+app = QApplication.instance()
+
+def run(cancel):
+    os.utime(sys.argv[1])  # a changed file: every run loads the model again
+    widget.run()
+    if cancel:
+        widget.worker.yielded.connect(lambda _: widget.cancel())
+    while widget.worker is not None:
+        app.processEvents()
+        time.sleep(0.01)
+    print("status:", widget.status.value.split(":")[0], flush=True)
+
+for _ in range(4):  # TensorFlow in reused pool threads: see _widgets/_thread.py
+    run(cancel=False)
+    run(cancel=True)
+viewer.close()
+"""
+
+
+@pytest.mark.skipif(not os.environ.get("DISPLAY"), reason="needs an X display (Xvfb)")
+def test_repeated_runs_and_cancels_in_a_fresh_napari_do_not_crash(model_files, tmp_path):
+    env = dict(os.environ, XDG_CONFIG_HOME=str(tmp_path), NAPARI_TILED_UNET_MODELS=str(tmp_path))
+    model = tmp_path / "model.keras"
+    model.write_bytes(model_files["random"].read_bytes())
+    done = subprocess.run(
+        [sys.executable, "-c", FRESH_NAPARI_REPEATS, str(model)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = [line[8:] for line in done.stdout.splitlines() if line.startswith("status: ")]
+    assert lines == ["Done", "Cancelled; the viewer is as it was before Run."] * 4, done.stdout
+
+
+def test_shows_the_size_estimate_before_run_and_segments_at_the_model_scale(
+    make_napari_viewer, qtbot, tmp_path
+):
+    from dataclasses import replace
+
+    from napari_tiled_unet.core.model.files import UNetModel
+    from napari_tiled_unet.core.train.synthetic import NucleiStyle, synthetic_nuclei
+
+    unet = tiny_unet(2, 4, num_classes=3)
+    path = save_model(
+        UNetModel(unet.keras_model, replace(unet.metadata, object_size=20.0)),
+        tmp_path / "sized.keras",
+    )
+    image, _ = synthetic_nuclei((160, 140), 40, rng=np.random.default_rng(0), style=NucleiStyle())
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="big nuclei", scale=(0.3, 0.3))
+    widget = open_widget(viewer, path)
+    assert widget.object_size.value == "auto"
+    info = widget.plan_info.value
+    assert info.startswith("Objects ~") and "-> image scaled x0." in info
+    expected = segment(load_model(path), image)
+    assert f"x{expected.rescale.factor:.2f}" in info
+    run_and_wait(qtbot, widget)
+    labels = viewer.layers["big nuclei [unet labels]"]
+    assert labels.data.shape == (160, 140)
+    np.testing.assert_allclose(labels.scale, (0.3, 0.3))
+    np.testing.assert_array_equal(
+        labels.data > 0, outputs.class_labels(expected.probabilities) > 0
+    )
+    widget.object_size.value = "none"
+    assert widget.plan_info.value.startswith("Object size: not used")
