@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import warnings
 
 import numpy as np
@@ -404,19 +405,37 @@ def test_concurrent_runs_into_one_folder_lose_no_entry(tmp_path, model_file):
 
 
 def test_concurrent_processes_into_one_folder_lose_no_entry(tmp_path, model_file):
+    from napari_tiled_unet.batch.folderlock import FolderLock
+
     inputs = [_write(tmp_path / f"in{k}" / f"p{k}.tif", k) for k in range(3)]
     out = tmp_path / "out"
+    out.mkdir()
     command = [sys.executable, "-m", "napari_tiled_unet.cli.main", "segment"]
-    runs = [
-        subprocess.Popen(
-            [*command, str(path), "-o", str(out), "--model", str(model_file), "-q"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for path in inputs
-    ]
-    errors = [run.communicate(timeout=300)[1] for run in runs]
+    # This process holds the folder until a run says it waits, so that the runs certainly
+    # meet (on a busy machine they might otherwise start one after another).
+    holder = FolderLock(out, {"command": ["test"]})
+    assert holder.acquire(timeout=0)
+    logs = [tmp_path / f"err{k}.txt" for k in range(3)]
+    runs = []
+    for path, log in zip(inputs, logs, strict=True):
+        with open(log, "w") as stderr:
+            runs.append(
+                subprocess.Popen(
+                    [*command, str(path), "-o", str(out), "--model", str(model_file), "-q"],
+                    stdout=subprocess.DEVNULL,
+                    stderr=stderr,
+                    text=True,
+                )
+            )
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not any(
+        "waiting for another run" in log.read_text() for log in logs
+    ):
+        time.sleep(0.2)
+    holder.release()
+    for run in runs:
+        run.wait(timeout=300)
+    errors = [log.read_text() for log in logs]
     assert [run.returncode for run in runs] == [0, 0, 0], errors
     record = json.loads((out / RUN_RECORD).read_text())["runs"]
     assert sorted(r["status"] for r in record) == ["completed"] * 3
