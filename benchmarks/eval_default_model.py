@@ -39,6 +39,8 @@ sys.path.insert(0, str(ROOT / "tools"))
 
 from train_default_model import HELD_OUT, HELD_OUT_BBBC007, bbbc007  # noqa: E402
 
+from napari_tiled_unet.core.options import DEFAULT_MIN_CONTRAST  # noqa: E402
+
 SCALES = (0.5, 1.0, 2.0, 3.0)
 
 
@@ -110,11 +112,14 @@ def pooled(rows: list[dict[str, float]]) -> dict[str, float]:
 def main() -> None:
     from napari_tiled_unet import load_model, segment
     from napari_tiled_unet.batch.models import bundled_models
-    from napari_tiled_unet.core.postprocess import classes_to_instances
+    from napari_tiled_unet.core.postprocess import classes_to_instances, drop_faint
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, help="default: the bundled model")
     parser.add_argument("--method", default="merge", choices=("merge", "seeds"))
+    parser.add_argument(
+        "--min-contrast", type=float, default=DEFAULT_MIN_CONTRAST, help="0 keeps faint objects"
+    )
     args = parser.parse_args()
     path = args.model or bundled_models()[0]
     model = load_model(path)
@@ -123,7 +128,8 @@ def main() -> None:
     print(
         f"model: {path.name}, depth {meta.depth}, {meta.base_filters} base filters, "
         f"{model.keras_model.count_params():,} parameters, trained at {meta.object_size} px "
-        f"nuclei; instances by '{args.method}'; all defaults (object size auto)"
+        f"nuclei; instances by '{args.method}', min contrast {args.min_contrast}; all defaults "
+        "(object size auto)"
     )
     header = (
         f"{'set':<20}{'scale':>6}{'nuclei':>7}{'est. px':>8}{'true px':>8}  {'method':<17}"
@@ -141,6 +147,7 @@ def main() -> None:
                 start = time.perf_counter()
                 result = segment(model, image)
                 pred = classes_to_instances(result.labels, min_size=20, method=args.method)
+                pred = drop_faint(pred, image, args.min_contrast)
                 seconds += time.perf_counter() - start
                 pixels += image.size
                 size = result.rescale.object_size or meta.object_size or 20.0
@@ -158,13 +165,13 @@ def main() -> None:
                     f"{s['iou']:>7.3f}{s['f1']:>7.3f}{s['map']:>7.3f}{s['over']:>7.3f}"
                     f"{s['under']:>7.3f}{s['count']:>8}{speed}"
                 )
-    speed_table(model, args.method)
+    speed_table(model, args.method, args.min_contrast)
 
 
-def speed_table(model, method: str) -> None:
+def speed_table(model, method: str, min_contrast: float) -> None:
     """Seconds per input megapixel with all defaults on 1024 x 1024 mosaics, per scale."""
     from napari_tiled_unet import segment
-    from napari_tiled_unet.core.postprocess import classes_to_instances
+    from napari_tiled_unet.core.postprocess import classes_to_instances, drop_faint
     from napari_tiled_unet.core.sizing import estimate_object_size
     from napari_tiled_unet.data import nuclei2d
 
@@ -184,7 +191,11 @@ def speed_table(model, method: str) -> None:
             best_estimate = min(best_estimate, time.perf_counter() - start)
             start = time.perf_counter()
             result = segment(model, mosaic)
-            classes_to_instances(result.labels, min_size=20, method=method)
+            drop_faint(
+                classes_to_instances(result.labels, min_size=20, method=method),
+                mosaic,
+                min_contrast,
+            )
             best_total = min(best_total, time.perf_counter() - start)
         scale = result.rescale.factor if result.rescale is not None else 1.0
         print(

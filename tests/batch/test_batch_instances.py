@@ -4,7 +4,7 @@ import tifffile
 
 from napari_tiled_unet import load_model, save_model, segment
 from napari_tiled_unet.cli.main import main
-from napari_tiled_unet.core.postprocess import classes_to_instances
+from napari_tiled_unet.core.postprocess import classes_to_instances, drop_faint
 from tests.conftest import tiny_unet
 
 
@@ -28,7 +28,8 @@ def test_three_class_models_write_instances_by_default(tmp_path, stack):
     assert labels.dtype == np.uint16 and labels.shape == (2, 60, 50)
     classes = segment(load_model(model), data, axes="ZYX").labels
     for z in range(2):
-        np.testing.assert_array_equal(labels[z], classes_to_instances(classes[z], min_size=3))
+        expected = drop_faint(classes_to_instances(classes[z], min_size=3), data[z])
+        np.testing.assert_array_equal(labels[z], expected)
 
 
 def test_classes_on_request_and_instances_for_two_class_models(tmp_path, stack):
@@ -38,7 +39,10 @@ def test_classes_on_request_and_instances_for_two_class_models(tmp_path, stack):
     assert classes.dtype == np.uint8 and set(np.unique(classes)) <= {0, 1, 2}
     model2 = save_model(tiny_unet(2, 4), tmp_path / "m2.keras")
     instances = run(
-        tmp_path, path, model2, "--output", "instances", "--min-size", "0", "--overwrite"
+        tmp_path,
+        path,
+        model2,
+        *("--output", "instances", "--min-size", "0", "--min-contrast", "0", "--overwrite"),
     )
     foreground = segment(load_model(model2), data, axes="ZYX").labels == 1
     for z in range(2):

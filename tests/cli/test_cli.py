@@ -156,14 +156,23 @@ def test_help_gives_every_option_an_example():
     segment_parser = parser._subparsers._group_actions[0].choices["segment"]
     options = [a for a in segment_parser._actions if a.help and a.dest != "help"]
     wanted = {"overwrite", "workers", "scheduler", "probabilities", "outdir", "labels_output"}
-    assert wanted | {"min_size"} <= {a.dest for a in options}
+    assert wanted | {"min_size", "min_contrast"} <= {a.dest for a in options}
     assert all("example:" in a.help for a in options), [
         a.dest for a in options if "example:" not in a.help
     ]
     assert "run the same command again" in segment_parser.epilog
 
 
-@pytest.mark.parametrize("bad", [["--workers", "0"], ["--workers", "2", "--scheduler", "x"]])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        ["--workers", "0"],
+        ["--workers", "2", "--scheduler", "x"],
+        ["--min-contrast", "1"],
+        ["--min-contrast", "-0.1"],
+        ["--min-contrast", "faint"],
+    ],
+)
 def test_bad_option_values_are_usage_errors(tmp_path, bad):
     with pytest.raises(SystemExit) as stop:
         main(["segment", str(tmp_path), "-o", str(tmp_path / "o"), *bad])

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union
 
-from napari_tiled_unet.core.options import SegmentOptions
+from napari_tiled_unet.core.options import DEFAULT_MIN_CONTRAST, SegmentOptions
 
 __all__ = [
     "BatchEvent",
@@ -51,6 +51,9 @@ class BatchOptions(SegmentOptions):
         class (3 classes), classes otherwise.
     min_size : int
         Instances smaller than this many pixels are dropped.
+    min_contrast : float
+        Instances fainter than this fraction of the typical object of their plane are
+        dropped (:func:`~napari_tiled_unet.core.postprocess.drop_faint`); 0 keeps all.
     object_size : "auto", "none", float or None
         Typical object diameter of the inputs in px, as for
         :func:`~napari_tiled_unet.segment` (None: "auto" for models that record their
@@ -65,12 +68,15 @@ class BatchOptions(SegmentOptions):
     max_plane_bytes: int = 2**30
     output: str = "auto"
     min_size: int = 20
+    min_contrast: float = DEFAULT_MIN_CONTRAST
 
     def __post_init__(self) -> None:
         if self.output not in ("auto", "classes", "instances"):
             raise ValueError(f"output must be auto, classes or instances, got {self.output!r}")
         if self.min_size < 0:
             raise ValueError(f"min_size must be >= 0, got {self.min_size!r}")
+        if not 0 <= self.min_contrast < 1:
+            raise ValueError(f"min_contrast must be in [0, 1), got {self.min_contrast!r}")
         if self.probability_dtype not in ("float32", "float16"):
             raise ValueError(
                 f"probability_dtype must be 'float32' or 'float16', got {self.probability_dtype!r}"

@@ -9,6 +9,7 @@ and their percentiles are computed exactly in streaming passes.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,12 +51,16 @@ class Tick:
 
 @dataclass(frozen=True)
 class Rows:
-    """Rows ``row, row + 1, ...`` of page ``page``: labels and (optionally) probabilities."""
+    """Rows ``row, row + 1, ...`` of page ``page``: labels and (optionally) probabilities.
+
+    ``image`` is the whole input plane (Y, X, channels) where the labels are a whole plane.
+    """
 
     page: int
     row: int
     labels: np.ndarray
     probabilities: np.ndarray | None
+    image: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -207,9 +212,11 @@ def _whole_plane(
     job: FileJob, unet: Any, reader: PlaneReader, page: int, scale: Scale | None, probs: bool
 ) -> Iterator[Tick | Rows]:
     plan = job.plan
-    plane = normalized_plane(np.asarray(reader), job.normalizer, scale)
+    raw = np.asarray(reader)
+    plane = normalized_plane(raw, job.normalizer, scale)
     if job.rescale.active:
-        yield from _rescaled(job, unet, plane, page, probs)
+        for item in _rescaled(job, unet, plane, page, probs):
+            yield dataclasses.replace(item, image=raw) if isinstance(item, Rows) else item
         return
     out = np.zeros((*plan.shape, unet.spec.num_classes), np.float32)
     done = 0
@@ -218,7 +225,7 @@ def _whole_plane(
         done += len(tiles)
         if done < plan.n_tiles:
             yield Tick(page, done, plan.n_tiles)
-    yield Rows(page, 0, class_labels(out), out if probs else None)
+    yield Rows(page, 0, class_labels(out), out if probs else None, raw)
     yield Tick(page, done, plan.n_tiles)
 
 

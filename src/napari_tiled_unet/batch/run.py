@@ -164,7 +164,14 @@ def _labels_to_write(item: Rows, job: FileJob, ctx: _Context) -> np.ndarray:
     from napari_tiled_unet.core.outputs import instances_of
 
     n_classes, min_size = ctx.unet.spec.num_classes, ctx.options.min_size
-    instances = instances_of(item.labels, n_classes, min_size=min_size, merge_diagonal=True)
+    instances = instances_of(
+        item.labels,
+        n_classes,
+        min_size=min_size,
+        merge_diagonal=True,
+        image=item.image,
+        min_contrast=ctx.options.min_contrast,
+    )
     if int(instances.max(initial=0)) > np.iinfo(np.uint16).max:
         raise ValueError("a plane has more than 65535 objects; use --output classes")
     return instances.astype(np.uint16)

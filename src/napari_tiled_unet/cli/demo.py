@@ -61,7 +61,9 @@ def run_demo(outdir: Path, *, model: Path | None = None) -> DemoResult:
     image, _ = nuclei2d()
     start = time.perf_counter()
     result = segment(unet, image)
-    labels = instances_of(result.labels, unet.spec.num_classes, min_size=20).astype(np.uint16)
+    labels = instances_of(result.labels, unet.spec.num_classes, min_size=20, image=image).astype(
+        np.uint16
+    )
     seconds = time.perf_counter() - start
     outdir.mkdir(parents=True, exist_ok=True)
     labels_path, overlay_path = outdir / "nuclei2d_labels.tif", outdir / "nuclei2d_overlay.png"

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from napari_tiled_unet.cli.errors import EXIT_FAILED, EXIT_INTERRUPTED, USER_ERRORS, fail, one_line
+from napari_tiled_unet.core.options import DEFAULT_MIN_CONTRAST
 
 __all__ = ["add_segment_parser", "run_segment"]
 
@@ -134,6 +135,15 @@ def add_segment_parser(commands: Any) -> argparse.ArgumentParser:
         "(example: --min-size 50)",
     )
     add(
+        "--min-contrast",
+        type=_fraction,
+        default=DEFAULT_MIN_CONTRAST,
+        metavar="F",
+        help="with instance labels, drop objects fainter than this fraction of the typical "
+        "object of their plane (mean intensity above the local background); 0 keeps faint "
+        f"ones too (default: {DEFAULT_MIN_CONTRAST}; example: --min-contrast 0)",
+    )
+    add(
         "--overwrite",
         action="store_true",
         help="redo inputs whose outputs exist; default: skip them (example: --overwrite)",
@@ -217,6 +227,7 @@ def run_segment(args: argparse.Namespace) -> int:
                 overwrite=args.overwrite,
                 output=args.labels_output,
                 min_size=args.min_size,
+                min_contrast=args.min_contrast,
                 object_size=args.object_size,
             )
             summary = TqdmProgress(quiet=args.quiet).drain(steps)
@@ -231,6 +242,17 @@ def run_segment(args: argparse.Namespace) -> int:
             "stopped after the current plane; rerun the same command to resume", EXIT_INTERRUPTED
         )
     return 0 if summary.ok else EXIT_FAILED
+
+
+def _fraction(text: str) -> float:
+    """Return a number in [0, 1) (argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"give a fraction from 0 to below 1, not {text!r}")
+    return value
 
 
 def _object_size(text: str) -> str | float:

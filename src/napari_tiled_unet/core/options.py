@@ -11,7 +11,13 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["SegmentOptions"]
+__all__ = ["DEFAULT_MIN_CONTRAST", "SegmentOptions"]
+
+#: Instances fainter than this fraction of the typical object of their plane are dropped
+#: (see :func:`napari_tiled_unet.core.postprocess.drop_faint`).  Otsu's threshold sits near
+#: half-way between the background and a typical nucleus, so 0.3 still keeps nuclei that a
+#: global threshold misses; on hand-annotated nuclei (DSB2018) F1 levels off from 0.3 on.
+DEFAULT_MIN_CONTRAST = 0.3
 
 
 @dataclass(frozen=True)

@@ -12,24 +12,27 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from napari_tiled_unet.core.axes import AxesLayout, parse_axes
-from napari_tiled_unet.core.postprocess import classes_to_instances
+from napari_tiled_unet.core.options import DEFAULT_MIN_CONTRAST
+from napari_tiled_unet.core.postprocess import classes_to_instances, drop_faint
 from napari_tiled_unet.core.sizing import Rescale, plan_rescale, scaled_shape
 from napari_tiled_unet.core.tiling import NetworkSpec, TilePlan, plan_tiles
 
 __all__ = [
     "OutputKind",
     "canonical_view",
+    "channels_last",
     "check_image",
     "class_labels",
     "current_plane",
     "describe_plan",
     "foreground_probability",
     "guess_axes",
+    "instances_of",
     "kept_layer_axes",
     "labels_from_probabilities",
     "live_batch_size",
@@ -111,7 +114,13 @@ def canonical_view(array: np.ndarray, axes: str) -> np.ndarray:
 
 
 def instances_of(
-    classes: np.ndarray, n_classes: int, *, min_size: int = 0, merge_diagonal: bool = False
+    classes: np.ndarray,
+    n_classes: int,
+    *,
+    min_size: int = 0,
+    merge_diagonal: bool = False,
+    image: np.ndarray | None = None,
+    min_contrast: float = DEFAULT_MIN_CONTRAST,
 ) -> np.ndarray:
     """Return instance labels of class labels, the one rule for a model's classes.
 
@@ -119,14 +128,28 @@ def instances_of(
     (:func:`napari_tiled_unet.core.postprocess.classes_to_instances`); otherwise each
     connected foreground region is one object, and with ``merge_diagonal`` (the batch
     engine's files) regions that touch at a corner are one object too.  Objects under
-    ``min_size`` px are dropped.
+    ``min_size`` px are dropped, and, where the ``image`` the classes were made from is
+    given (the classes' shape, channels last allowed), so are objects fainter than
+    ``min_contrast`` times the typical object of their plane
+    (:func:`napari_tiled_unet.core.postprocess.drop_faint`).
     """
     if n_classes == 3:
-        return classes_to_instances(classes, border_class=2, min_size=min_size)
-    if merge_diagonal:
-        return classes_to_instances(classes == 1, min_size=min_size)
-    foreground = (classes > 0).astype(np.uint8)
-    return classes_to_instances(foreground, border_class=None, min_size=min_size)
+        found = classes_to_instances(classes, border_class=2, min_size=min_size)
+    elif merge_diagonal:
+        found = classes_to_instances(classes == 1, min_size=min_size)
+    else:
+        foreground = (classes > 0).astype(np.uint8)
+        found = classes_to_instances(foreground, border_class=None, min_size=min_size)
+    if image is None or not min_contrast:
+        return found
+    return drop_faint(found, np.asarray(image), min_contrast)
+
+
+def channels_last(image: Any, axes: str) -> Any:
+    """Return an image with axes ``axes`` in the labels' axes order (C moved last)."""
+    if "C" not in axes:
+        return image
+    return np.moveaxis(np.asarray(image), axes.index("C"), -1)
 
 
 def labels_from_probabilities(
@@ -136,6 +159,8 @@ def labels_from_probabilities(
     kind: OutputKind = "classes",
     threshold: float = 0.5,
     min_size: int = 0,
+    image: Any = None,
+    min_contrast: float = DEFAULT_MIN_CONTRAST,
 ) -> np.ndarray:
     """Labels for display from class probabilities, without running the network again.
 
@@ -155,6 +180,12 @@ def labels_from_probabilities(
         Foreground-probability threshold (see :func:`class_labels`).
     min_size : int
         Instances smaller than this many pixels are dropped.
+    image : array-like, optional
+        The segmented image, its axes as ``axes`` (channels last allowed, see
+        :func:`channels_last`): instances much fainter than the typical object of their
+        plane are dropped (see :func:`instances_of`).
+    min_contrast : float
+        That limit as a fraction of the typical object's contrast; 0 keeps all.
 
     Returns
     -------
@@ -172,8 +203,12 @@ def labels_from_probabilities(
     instances = np.zeros(classes.shape, np.uint32)
     source, target = canonical_view(classes, axes), canonical_view(instances, axes)
     offset = 0
+    pixels = None if image is None else canonical_view(image, axes)
     for plane in np.ndindex(*source.shape[:-2]):
-        found = instances_of(source[plane], n_classes, min_size=min_size)
+        values = None if pixels is None else np.asarray(pixels[plane])
+        found = instances_of(
+            source[plane], n_classes, min_size=min_size, image=values, min_contrast=min_contrast
+        )
         target[plane] = np.where(found > 0, found.astype(np.uint32) + offset, 0)
         offset += int(found.max(initial=0))
     return instances.astype(np.uint16 if offset <= np.iinfo(np.uint16).max else np.uint32)

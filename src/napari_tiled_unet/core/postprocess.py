@@ -22,7 +22,9 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-__all__ = ["classes_to_instances", "relabel_sequential"]
+from napari_tiled_unet.core.options import DEFAULT_MIN_CONTRAST
+
+__all__ = ["DEFAULT_MIN_CONTRAST", "classes_to_instances", "drop_faint", "relabel_sequential"]
 
 #: A union of two neighbours at least this convex (area / convex hull area) is one object.
 _CONVEX = 0.93
@@ -244,3 +246,94 @@ def _merge_neighbours(objects: np.ndarray) -> np.ndarray:
             areas[ra] += areas[rb]
             boxes[ra] = box
     return owner[objects]
+
+
+def drop_faint(
+    labels: np.ndarray, image: np.ndarray, min_contrast: float = DEFAULT_MIN_CONTRAST
+) -> np.ndarray:
+    """Remove objects much fainter than the typical object of their 2D plane.
+
+    A network trained to find dim nuclei next to bright ones also finds faint ghosts
+    (out-of-focus nuclei, debris, autofluorescence) at a few percent of a nucleus'
+    brightness, which nobody would annotate.  An object's contrast is its mean intensity
+    minus the local background (the image smoothed over the background pixels only, over
+    about two object diameters, so uneven illumination does not count); objects whose
+    contrast is below ``min_contrast`` times the median contrast of the objects in their
+    plane are removed.  Planes with fewer than 3 objects, or whose objects are not brighter
+    than their surroundings (e.g. dark nuclei on bright background), are left as they are.
+
+    Parameters
+    ----------
+    labels : ndarray of int
+        Instance labels, Y and X last.
+    image : ndarray
+        The intensities the labels were made from: the shape of ``labels``, or with one
+        more axis at the end (channels, averaged).
+    min_contrast : float
+        Fraction of the typical contrast, ``0 <= min_contrast < 1``; 0 keeps everything.
+
+    Returns
+    -------
+    ndarray
+        The labels without the faint objects, renumbered ``1..N`` per call (the dtype of
+        :func:`relabel_sequential`).
+    """
+    labels = np.asarray(labels)
+    image = np.asarray(image)
+    if not 0 <= float(min_contrast) < 1:
+        raise ValueError(f"min_contrast must be in [0, 1), got {min_contrast!r}")
+    if image.shape != labels.shape:
+        if image.shape[:-1] != labels.shape:
+            raise ValueError(f"image shape {image.shape} does not fit labels {labels.shape}")
+        image = image.mean(axis=-1)
+    if labels.ndim < 2:
+        raise ValueError(f"labels must have Y and X axes, got shape {labels.shape}")
+    if min_contrast == 0 or labels.max(initial=0) == 0:
+        return relabel_sequential(labels)
+    keep = np.zeros(int(labels.max()) + 1, bool)
+    for index in np.ndindex(*labels.shape[:-2]):
+        plane = labels[index]
+        ids, contrast = _contrasts(plane, image[index])
+        typical = float(np.median(contrast)) if ids.size else 0.0
+        if ids.size < 3 or not typical > 0:
+            keep[ids] = True
+        else:
+            keep[ids[contrast >= min_contrast * typical]] = True
+    keep[0] = False
+    return relabel_sequential(np.where(keep[labels], labels, 0))
+
+
+def _contrasts(plane: np.ndarray, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, mean intensity minus local background) of the objects of one 2D plane.
+
+    The background is smoothed on a grid of blocks a few pixels wide (it varies over tens
+    of pixels) and read at each object's centre, so a megapixel plane takes milliseconds.
+    """
+    flat = plane.ravel()
+    counts = np.bincount(flat)
+    ids = np.flatnonzero(counts)
+    ids = ids[ids > 0]
+    if not ids.size:
+        return ids, np.zeros(0)
+    values = np.nan_to_num(image.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0).ravel()
+    sums = np.bincount(flat, weights=values, minlength=counts.size)
+    diameter = 2 * np.sqrt(np.median(counts[ids]) / np.pi)
+    sigma = max(2.0 * diameter, 4.0)
+    block = max(1, int(sigma // 3))
+    height, width = plane.shape
+    rows, cols = -(-height // block), -(-width // block)
+    yy, xx = np.indices(plane.shape)
+    cell = ((yy // block) * cols + xx // block).ravel()
+    background = flat == 0
+    area = np.bincount(cell, weights=background, minlength=rows * cols).reshape(rows, cols)
+    total = np.bincount(cell, weights=np.where(background, values, 0.0), minlength=rows * cols)
+    fallback = float(total.sum() / max(area.sum(), 1.0))  # the mean background
+    scale = sigma / block
+    weight = ndi.gaussian_filter(area, scale, mode="nearest")
+    smooth = ndi.gaussian_filter(total.reshape(rows, cols), scale, mode="nearest")
+    level = np.full(weight.shape, fallback)
+    np.divide(smooth, weight, out=level, where=weight > 1e-3 * block**2)
+    cy = np.bincount(flat, weights=yy.ravel(), minlength=counts.size)[ids] / counts[ids]
+    cx = np.bincount(flat, weights=xx.ravel(), minlength=counts.size)[ids] / counts[ids]
+    local = level[(cy // block).astype(int), (cx // block).astype(int)]
+    return ids, sums[ids] / counts[ids] - local
