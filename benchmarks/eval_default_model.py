@@ -20,6 +20,7 @@ each scale (small held-out images are dominated by fixed costs): the size estima
 everything ``segment`` + instances take, in seconds per megapixel of the input.
 
     python benchmarks/eval_default_model.py [--model M.keras] [--method merge|seeds]
+        [--min-contrast F] [--speed-only]
 """
 
 from __future__ import annotations
@@ -120,6 +121,9 @@ def main() -> None:
     parser.add_argument(
         "--min-contrast", type=float, default=DEFAULT_MIN_CONTRAST, help="0 keeps faint objects"
     )
+    parser.add_argument(
+        "--speed-only", action="store_true", help="only the table of the 1024 x 1024 mosaics"
+    )
     args = parser.parse_args()
     path = args.model or bundled_models()[0]
     model = load_model(path)
@@ -131,6 +135,9 @@ def main() -> None:
         f"nuclei; instances by '{args.method}', min contrast {args.min_contrast}; all defaults "
         "(object size auto)"
     )
+    if args.speed_only:
+        speed_table(model, args.method, args.min_contrast)
+        return
     header = (
         f"{'set':<20}{'scale':>6}{'nuclei':>7}{'est. px':>8}{'true px':>8}  {'method':<17}"
         f"{'fg IoU':>7}{'F1@0.5':>7}{'mAP':>7}{'over':>7}{'under':>7}{'objects':>8}{'s/Mpx':>7}"
