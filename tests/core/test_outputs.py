@@ -208,7 +208,7 @@ def test_plan_for_image_rounds_tile_sizes_silently():
 def test_core_modules_of_the_widget_import_nothing_heavy():
     modules = "napari_tiled_unet.core.outputs, napari_tiled_unet.batch.models"
     modules += ", napari_tiled_unet.batch.settings, napari_tiled_unet._widgets._workers"
-    heavy = ("tensorflow", "keras", "napari", "qtpy", "PyQt5", "magicgui")
+    heavy = ("tensorflow", "keras", "napari", "qtpy", "PyQt5", "PyQt6", "magicgui")
     code = f"import sys, {modules}; print(sorted(m for m in {heavy!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
