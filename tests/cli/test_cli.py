@@ -8,6 +8,7 @@ import tifffile
 
 from napari_tiled_unet import load_model, save_model, segment
 from napari_tiled_unet.batch.files import RUN_RECORD
+from napari_tiled_unet.batch.results import read_probabilities
 from napari_tiled_unet.cli.main import main
 from tests.conftest import tiny_unet
 
@@ -66,7 +67,7 @@ def test_segment_writes_labels_and_probabilities(tmp_path, model_file):
         == 0
     )
     labels = tifffile.imread(out / "stack_labels.tif")
-    probs = tifffile.imread(out / "stack_probabilities.tif")
+    probs = read_probabilities(out / "stack_probabilities.tif")
     assert labels.shape == (3, 70, 60) and labels.dtype == np.uint8
     assert probs.shape == (3, 70, 60, 2) and probs.dtype == np.float32
     expected = segment(load_model(model_file), stack, axes="ZYX")
