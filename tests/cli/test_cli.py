@@ -162,9 +162,17 @@ def test_help_gives_every_option_an_example():
         a.dest for a in options if "example:" not in a.help
     ]
     assert "run the same command again" in segment_parser.epilog
+    by_dest = {a.dest: a for a in options}
+    assert by_dest["labels_output"].default == "auto" and "default: auto" in (
+        by_dest["labels_output"].help
+    )
+    assert by_dest["min_size"].default == 20 and "default: 20" in by_dest["min_size"].help
 
 
-@pytest.mark.parametrize("bad", [["--workers", "0"], ["--workers", "2", "--scheduler", "x"]])
+@pytest.mark.parametrize(
+    "bad",
+    [["--workers", "0"], ["--workers", "2", "--scheduler", "x"], ["--min-size", "-1"]],
+)
 def test_bad_option_values_are_usage_errors(tmp_path, bad):
     with pytest.raises(SystemExit) as stop:
         main(["segment", str(tmp_path), "-o", str(tmp_path / "o"), *bad])
