@@ -41,7 +41,7 @@ def wrap_labels(*labels: Label) -> None:
     """Let long messages wrap over the full width instead of widening the dock."""
     for label in labels:
         label.native.setWordWrap(True)
-        label.native.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+        label.native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
 
 
 def show_values(form: Any, values: dict[str, Any], fields: Iterable[str]) -> None:

@@ -104,7 +104,9 @@ class TrainForm(DockForm):
         wrap_labels(self.pairs_info, self.model_info, self.target_info, self.status)
         for box in self._combo_boxes():
             # Long layer, file or choice names do not widen the dock: the boxes elide them.
-            box.native.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+            box.native.setSizeAdjustPolicy(
+                QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+            )
             box.native.setMinimumContentsLength(12)
         scroll = self.root_native_widget  # wide enough for the form and its scroll bar
         inner, bar = scroll.widget().minimumSizeHint(), scroll.verticalScrollBar().sizeHint()
