@@ -61,7 +61,7 @@ class BatchForm(DockForm):
     """The fields of the Batch widget, with the values that persist between sessions."""
 
     def __init__(self) -> None:
-        super().__init__(labels=True)
+        super().__init__()
         self.input_folder = FileEdit(label="Input folder", mode=FileDialogMode.EXISTING_DIRECTORY)
         self.pattern = LineEdit(label="Files")
         self.output_folder = FileEdit(

@@ -56,7 +56,7 @@ class SegmentForm(DockForm):
     """The fields of the Segment widget, with the values that persist between sessions."""
 
     def __init__(self) -> None:
-        super().__init__(labels=True)
+        super().__init__()
         self.image = ComboBox(label="Image", choices=self._image_choices)
         self.model = ComboBox(label="Model", choices=self._model_choices)
         self.model_file = model_file_picker()
