@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from napari.layers import Image
 from napari.qt.threading import create_worker
 from qtpy.QtCore import QTimer
-from qtpy.QtWidgets import QDockWidget
+from qtpy.QtWidgets import QDockWidget, QMainWindow
 
 from napari_tiled_unet._widgets._layers import OUTPUT_IMAGE_ROLES, ROLE, notify_error
 from napari_tiled_unet._widgets._workers import ModelLoaded, model_key
@@ -40,7 +40,7 @@ def _dock_of(widget: Any) -> QDockWidget | None:
     parent = widget.parentWidget()
     while parent is not None and not isinstance(parent, QDockWidget):
         parent = parent.parentWidget()
-    return parent
+    return parent if isinstance(parent, QDockWidget) else None
 
 
 def tabify_with_siblings(widget: Any) -> None:
@@ -55,6 +55,8 @@ def tabify_with_siblings(widget: Any) -> None:
         return
     dock.setProperty(_DOCK_MARK, True)
     window = dock.parentWidget()
+    if not isinstance(window, QMainWindow):
+        return
     area = window.dockWidgetArea(dock)
     for other in window.findChildren(QDockWidget):
         same_area = window.dockWidgetArea(other) == area and not other.isFloating()
