@@ -106,6 +106,11 @@ def test_runs_from_the_manifest_reports_and_skips_on_rerun(
     rows = table(widget)
     assert rows[0][:2] == ("notes.txt", "failed") and "not a readable TIFF" in rows[0][2]
     assert rows[1:] == [("a_stack.tif", "done", ""), ("b_stack.tif", "done", "")]
+    failed = next(r for r in widget._table.files if r.status == "failed")
+    widget.results.native.selectRow(0)  # the error in full, to read and copy
+    assert widget.details.value == f"{failed.input}\nfailed: {failed.message}"
+    assert widget.results.native.item(0, 2).toolTip() == failed.message
+    assert widget.results.native.wordWrap()
     assert widget.status.value.startswith("Finished in")
     assert "file 1/3: a_stack.tif plane 3/3" in statuses
     assert ("U-Net batch: files", 3) in bars

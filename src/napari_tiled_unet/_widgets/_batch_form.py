@@ -19,6 +19,7 @@ from magicgui.widgets import (
     PushButton,
     SpinBox,
     Table,
+    TextEdit,
 )
 from magicgui.widgets.bases import Widget
 from qtpy.QtWidgets import QAbstractItemView, QHeaderView
@@ -83,6 +84,8 @@ class BatchForm(DockForm):
         self.status = Label(label="")
         self.summary = Label(label="")
         self.results = Table(value=([], [], list(TABLE_COLUMNS)))
+        #: The selected file's full path, status and message, to read and copy.
+        self.details = TextEdit(value="")
         self.open_button = PushButton(text="Open result", enabled=False)
         self.defaults_button = PushButton(text="Restore defaults")
         self.extend(
@@ -104,7 +107,7 @@ class BatchForm(DockForm):
 
     def _results_box(self) -> Container:
         """Put the summary, the table and Open result over the full width of the dock."""
-        widgets: list[Widget] = [self.summary, self.results, self.open_button]
+        widgets: list[Widget] = [self.summary, self.results, self.details, self.open_button]
         box = Container(widgets=widgets, labels=False)
         box.margins = (0, 0, 0, 0)
         return box
@@ -121,8 +124,16 @@ class BatchForm(DockForm):
         table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         header = table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setStretchLastSection(True)
+        # The message takes the rest of the width and wraps: an error is read in full,
+        # not cut at the dock's edge.
+        message = TABLE_COLUMNS.index("message")
+        header.setSectionResizeMode(message, QHeaderView.ResizeMode.Stretch)
+        table.setWordWrap(True)
         table.verticalHeader().hide()
+        details = self.details.native
+        details.setReadOnly(True)
+        details.setPlaceholderText("The selected file's path, status and message.")
+        details.setMaximumHeight(details.fontMetrics().lineSpacing() * 5)
 
     def _tooltips(self) -> dict[Any, str]:
         folder = model_files.models_folder()
@@ -154,6 +165,7 @@ class BatchForm(DockForm):
             "are deleted, finished files are kept.",
             self.results: "Every file of the last run; failed files first.",
             self.open_button: "Open the selected file's labels (and its image) in the viewer.",
+            self.details: "The selected file in full; select the text to copy it.",
         }
 
     @property
