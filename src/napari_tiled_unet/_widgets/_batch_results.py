@@ -23,7 +23,7 @@ __all__ = ["BatchResults", "details_text"]
 
 
 def details_text(result: FileResult) -> str:
-    """The lines shown under the table for the selected file: path, status, message."""
+    """Return the lines shown under the table for a file: path, status, message."""
     lines = [result.input, result.status + (f": {result.message}" if result.message else "")]
     return "\n".join(lines)
 
