@@ -81,6 +81,9 @@ class LayerSnapshot:
     replaced: Any = None
     index: int = -1
     state: dict[str, Any] = field(default_factory=dict)
+    #: Whether the new data were written into the layer's own array (``state["data"]`` is
+    #: then a copy of the old values, written back on restore).
+    in_place: bool = False
 
     def restore(self, viewer: Any) -> None:
         """Remove the layer the run created, or give the reused layer its old state."""
@@ -91,7 +94,11 @@ class LayerSnapshot:
                 viewer.layers.insert(min(self.index, len(viewer.layers)), self.replaced)
             return
         for key, value in self.state.items():
-            setattr(self.layer, key, value)
+            if key == "data" and self.in_place:
+                np.copyto(self.layer.data, value)
+                self.layer.refresh()
+            else:
+                setattr(self.layer, key, value)
 
 
 def show_labels(viewer: Any, name: str, data: np.ndarray, meta: dict[str, Any]) -> LayerSnapshot:
@@ -105,13 +112,21 @@ def show_labels(viewer: Any, name: str, data: np.ndarray, meta: dict[str, Any]) 
     """
     old = _find(viewer, name, Labels)
     if old is not None and old.ndim == data.ndim and _fits(data, old.data.dtype):
-        state = {"data": old.data, **{k: getattr(old, k) for k in _SPATIAL if k in meta}}
+        # Same shape: write into the layer's array, which spares napari a new data array
+        # (type checks, colour tables, every plane sliced anew) on the main thread.
+        in_place = _writable(old.data) and old.data.shape == data.shape
+        saved = old.data.copy() if in_place else old.data
+        state = {"data": saved, **{k: getattr(old, k) for k in _SPATIAL if k in meta}}
         if "affine" in state:
             state["affine"] = old.affine.affine_matrix
-        old.data = np.asarray(data).astype(old.data.dtype, copy=False)
+        if in_place:
+            np.copyto(old.data, data, casting="unsafe")
+            old.refresh()
+        else:
+            old.data = np.asarray(data).astype(old.data.dtype, copy=False)
         for key, value in meta.items():
             setattr(old, key, value)
-        return LayerSnapshot(old, state=state)
+        return LayerSnapshot(old, state=state, in_place=in_place)
     index = -1
     if old is not None:  # same name, other dimensionality or type: replace it in place
         index = viewer.layers.index(old)
@@ -120,6 +135,11 @@ def show_labels(viewer: Any, name: str, data: np.ndarray, meta: dict[str, Any]) 
     if index >= 0:
         viewer.layers.move(viewer.layers.index(layer), index)
     return LayerSnapshot(layer, replaced=old, index=index)
+
+
+def _writable(data: Any) -> bool:
+    """Whether ``data`` is a numpy array that may be written in place."""
+    return isinstance(data, np.ndarray) and data.flags.writeable
 
 
 def _fits(data: np.ndarray, dtype: np.dtype) -> bool:
@@ -193,7 +213,7 @@ def update_labels(viewer: Any, layer: Any, data: np.ndarray, meta: dict[str, Any
     checks, colour tables, a full slice of every plane).  Returns the layer that holds them.
     """
     data = np.asarray(data)
-    if layer.data.shape == data.shape and _fits(data, layer.data.dtype):
+    if _writable(layer.data) and layer.data.shape == data.shape and _fits(data, layer.data.dtype):
         np.copyto(layer.data, data, casting="unsafe")
         layer.refresh()
         return layer

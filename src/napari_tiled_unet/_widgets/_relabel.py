@@ -57,6 +57,8 @@ class Relabeller:
     def __init__(self, viewer: Any, failed: Callable[[BaseException], None]) -> None:
         self._viewer, self._failed = viewer, failed
         self._pending: Request | None = None
+        #: Bumped by :meth:`discard`: results of requests made before are dropped.
+        self._generation = 0
         #: The worker of the computation in progress, or None.
         self.worker: Any = None
 
@@ -66,24 +68,31 @@ class Relabeller:
         if self.worker is None:
             self._next()
 
+    def discard(self) -> None:
+        """Forget the requests made so far: a new run now owns the labels layer."""
+        self._pending = None
+        self._generation += 1
+
     def _next(self, _: Any = None) -> None:
         request, self._pending = self._pending, None
         self.worker = None
         if request is None:
             return
+        generation = self._generation
         self.worker = create_worker(
             _compute,
             request,
             _connect={
-                "returned": lambda labels: self._apply(request, labels),
+                "returned": lambda labels: self._apply(request, labels, generation),
                 "errored": self._failed,
                 "finished": self._next,
             },
         )
 
-    def _apply(self, request: Request, labels: Any) -> None:
-        """Show computed labels unless a newer request made them stale."""
+    def _apply(self, request: Request, labels: Any, generation: int) -> None:
+        """Show computed labels unless a newer request (or a new run) made them stale."""
         cache = request.cache
-        if self._pending is not None or cache["layer"] not in self._viewer.layers:
+        stale = self._pending is not None or generation != self._generation
+        if stale or cache["layer"] not in self._viewer.layers:
             return
         cache["layer"] = update_labels(self._viewer, cache["layer"], labels, cache["spatial"])

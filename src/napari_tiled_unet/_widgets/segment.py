@@ -151,6 +151,7 @@ class SegmentWidget(DockWidget, SegmentForm):
     # ------------------------------------------------------------------ run
     def _start(self) -> None:
         job, info = self._prepare()
+        self._relabeller.discard()  # labels still being recomputed would overwrite the run's
         self._set_running(True)
         callbacks = RunCallbacks(
             model_loaded=self._on_model_loaded,
