@@ -157,7 +157,8 @@ class BatchForm(DockForm):
             self.object_size: "Typical object diameter in pixels, 'auto' (estimated per "
             "file; the run record and the table say what was found) or 'none'. Images are "
             "resampled to the model's object size and the results back.",
-            self.probabilities: "Also write the class probabilities, classes as the last axis.",
+            self.probabilities: "Also write the class probabilities: float32 as an ImageJ "
+            "hyperstack with the classes as channels, float16 with the classes last.",
             self.probability_dtype: "Pixel type of the probabilities: float16 halves the files.",
             self.overwrite: "Redo files whose outputs exist; otherwise they are skipped, so "
             "an interrupted batch resumes where it stopped.",

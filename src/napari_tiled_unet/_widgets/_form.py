@@ -83,7 +83,7 @@ class SegmentForm(DockForm):
         self.min_size = SpinBox(
             label="Min. size (px)", min=0, max=1_000_000, value=SEGMENT_DEFAULTS["min_size"]
         )
-        self.probabilities = CheckBox(text="Add probabilities (one channel per class)")
+        self.probabilities = CheckBox(text="Add probabilities (one layer per class)")
         self.run_button = PushButton(text="Run")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.defaults_button = PushButton(text="Restore defaults")
@@ -130,8 +130,8 @@ class SegmentForm(DockForm):
             self.threshold: "Foreground-probability threshold: lower grows objects, higher "
             "shrinks them. Changes apply at once, without running the network again.",
             self.min_size: "Objects smaller than this (pixels) are dropped.",
-            self.probabilities: "Also show the network's class probabilities as an image "
-            "layer with one channel per class.",
+            self.probabilities: "Also show the network's class probabilities, one translucent "
+            "image layer per class ('<image> P(<class>)'), under the labels.",
         }
 
     def normalizer(self) -> Any:

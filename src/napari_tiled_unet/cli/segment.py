@@ -116,7 +116,8 @@ def add_segment_parser(commands: Any) -> argparse.ArgumentParser:
     add(
         "--probabilities",
         action="store_true",
-        help="also write <stem>_probabilities.tif, classes last (example: --probabilities)",
+        help="also write <stem>_probabilities.tif: float32 as an ImageJ hyperstack with the "
+        "classes as channels (TZCYX), float16 with the classes last (example: --probabilities)",
     )
     add(
         "--probability-dtype",
