@@ -4,6 +4,7 @@ Usage (from the repository root; starts Xvfb itself when there is no display)::
 
     python docs/make_screenshots.py [--model MODEL.keras] [--only segment|train]
 
+Windows are 1280 x 800 (``--size``), the size the docks are made to fit.
 ``segment_widget.png``: the Segment widget and the instance labels of the model (``--model``,
 else the model bundled with the package).  ``train_widget.png``: the Train widget after a
 short training run on the left half of the sample's ground truth (validated on the right
@@ -32,7 +33,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model", type=Path, help="model file (default: the bundled one)")
     parser.add_argument("--only", choices=("segment", "train"), help="make one screenshot")
     parser.add_argument("--out", type=Path, default=IMAGES, help="folder of the PNG files")
-    parser.add_argument("--size", default="1500x900", help="window size, WIDTHxHEIGHT")
+    parser.add_argument("--size", default="1280x800", help="window size, WIDTHxHEIGHT")
     return parser.parse_args(argv)
 
 
@@ -43,7 +44,7 @@ def rerun_under_xvfb() -> None:
     xvfb = shutil.which("xvfb-run")
     if xvfb is None:
         sys.exit("no display and no xvfb-run: install Xvfb (apt install xvfb) or run on a desktop")
-    command = [xvfb, "-a", "-s", "-screen 0 1920x1200x24", sys.executable, *sys.argv]
+    command = [xvfb, "-a", "-s", "-screen 0 1280x800x24", sys.executable, *sys.argv]
     sys.exit(subprocess.call(command))
 
 
@@ -97,9 +98,7 @@ def segment_screenshot(args: argparse.Namespace, model: Path) -> None:
     viewer = new_viewer(args.size)
     _, widget = viewer.window.add_plugin_dock_widget("napari-tiled-unet", "Segment")
     widget.model.reset_choices()
-    widget.model.value = str(model)
-    widget.output.value = "instance labels"
-    widget.min_size.value = 20
+    widget.model.value = str(model)  # Output auto: instance labels for the border class
     widget.run_button.clicked.emit()
     wait(widget)
     if not widget.status.value.startswith("Done"):
@@ -113,8 +112,7 @@ def segment_screenshot(args: argparse.Namespace, model: Path) -> None:
 
 
 def train_screenshot(args: argparse.Namespace) -> None:
-    width, height = (int(v) for v in args.size.split("x"))
-    viewer = new_viewer(f"{width}x{height + 140}")  # the form and its plot are tall
+    viewer = new_viewer(args.size)  # the form scrolls in its dock
     image, truth = viewer.layers["nuclei"], viewer.layers["nuclei ground truth"]
     half = image.data.shape[1] // 2
     left = viewer.add_image(image.data[:, :half], name="nuclei left")
@@ -144,7 +142,6 @@ def train_screenshot(args: argparse.Namespace) -> None:
     listed = [Path(v).name for v in segment.model.choices if "nuclei_from_napari" in v]
     segment.image.value = right
     segment.model.value = next(v for v in segment.model.choices if "nuclei_from_napari" in v)
-    segment.output.value = "instance labels"
     segment.run_button.clicked.emit()
     wait(segment)
     viewer.layers.selection.active = painted

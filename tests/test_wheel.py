@@ -1,7 +1,7 @@
 """End to end: a wheel built from the repository installs into a fresh virtual environment,
 and napari there discovers the plugin, loads its sample and docks the Segment widget.
 
-Slow (minutes: it installs TensorFlow, napari and PyQt5, from pip's cache when warm) and
+Slow (minutes: it installs TensorFlow, napari and PyQt6, from pip's cache when warm) and
 needs the package index; run it with ``pytest -m slow tests/test_wheel.py``.
 """
 

@@ -4,8 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# napari's canvas needs OpenGL: the GUI tests run under Xvfb with Mesa.
-system_packages="xvfb libgl1-mesa-dri libglx-mesa0 libegl1 libxkbcommon-x11-0 libxcb-icccm4
+# napari's canvas needs OpenGL: the GUI tests run under Xvfb with Mesa.  ImageJ (with the
+# Java runtime it depends on) reads the batch engine's TIFF outputs in the hyperstack tests.
+system_packages="imagej xvfb libgl1-mesa-dri libglx-mesa0 libegl1 libxkbcommon-x11-0 libxcb-icccm4
   libxcb-image0 libxcb-keysyms1 libxcb-randr0 libxcb-render-util0 libxcb-xinerama0
   libxcb-xinput0 libxcb-xfixes0 libxcb-shape0 libxcb-cursor0 libdbus-1-3 libfontconfig1"
 # shellcheck disable=SC2086

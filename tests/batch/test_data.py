@@ -104,7 +104,7 @@ def test_import_is_light():
     code = (
         "import sys\n"
         "import napari_tiled_unet.data\n"
-        "heavy = ('tensorflow', 'keras', 'napari', 'qtpy', 'PyQt5', 'magicgui')\n"
+        "heavy = ('tensorflow', 'keras', 'napari', 'qtpy', 'PyQt5', 'PyQt6', 'magicgui')\n"
         "print(sorted(m for m in heavy if m in sys.modules))\n"
     )
     result = _run_python(code)

@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 
 from napari_tiled_unet import save_model, segment
 from napari_tiled_unet.batch.files import RUN_RECORD, expand_inputs
+from napari_tiled_unet.batch.results import read_probabilities
 from napari_tiled_unet.batch.run import run_batch
 from tests.conftest import tiny_unet
 
@@ -118,7 +119,7 @@ def test_batch_streamed_and_whole_planes_handle_nan_alike(tmp_path, model_file):
         assert (tmp_path / "whole" / name).read_bytes() == (
             tmp_path / "streamed" / name
         ).read_bytes()
-    probs = tifffile.imread(tmp_path / "whole" / "nan_probabilities.tif")
+    probs = read_probabilities(tmp_path / "whole" / "nan_probabilities.tif")
     in_memory = segment(tiny_unet(2, 4), stack, axes="ZYX", tile_size=60).probabilities
     assert np.isfinite(probs).all()
     np.testing.assert_array_equal(probs, in_memory)

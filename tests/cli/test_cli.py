@@ -8,6 +8,7 @@ import tifffile
 
 from napari_tiled_unet import load_model, save_model, segment
 from napari_tiled_unet.batch.files import RUN_RECORD
+from napari_tiled_unet.batch.results import read_probabilities
 from napari_tiled_unet.cli.main import main
 from tests.conftest import tiny_unet
 
@@ -66,7 +67,7 @@ def test_segment_writes_labels_and_probabilities(tmp_path, model_file):
         == 0
     )
     labels = tifffile.imread(out / "stack_labels.tif")
-    probs = tifffile.imread(out / "stack_probabilities.tif")
+    probs = read_probabilities(out / "stack_probabilities.tif")
     assert labels.shape == (3, 70, 60) and labels.dtype == np.uint8
     assert probs.shape == (3, 70, 60, 2) and probs.dtype == np.float32
     expected = segment(load_model(model_file), stack, axes="ZYX")
@@ -161,6 +162,11 @@ def test_help_gives_every_option_an_example():
         a.dest for a in options if "example:" not in a.help
     ]
     assert "run the same command again" in segment_parser.epilog
+    by_dest = {a.dest: a for a in options}
+    assert by_dest["labels_output"].default == "auto" and "default: auto" in (
+        by_dest["labels_output"].help
+    )
+    assert by_dest["min_size"].default == 20 and "default: 20" in by_dest["min_size"].help
 
 
 @pytest.mark.parametrize(
@@ -171,6 +177,7 @@ def test_help_gives_every_option_an_example():
         ["--min-contrast", "1"],
         ["--min-contrast", "-0.1"],
         ["--min-contrast", "faint"],
+        ["--min-size", "-1"],
     ],
 )
 def test_bad_option_values_are_usage_errors(tmp_path, bad):

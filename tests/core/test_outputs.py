@@ -46,10 +46,18 @@ def test_three_classes_take_the_best_foreground_class():
     probs = np.array(
         [[0.6, 0.3, 0.1], [0.4, 0.35, 0.25], [0.4, 0.2, 0.4], [0.1, 0.1, 0.8]], np.float32
     )
-    # Foreground probabilities 0.4, 0.6, 0.6, 0.9: the second one beats 0.5 though
-    # background is its single most probable class.
-    np.testing.assert_array_equal(outputs.class_labels(probs, threshold=0.5), [0, 1, 2, 2])
+    # At 0.5 the argmax (a tie goes to background); lower thresholds let a foreground
+    # class win against a more probable background (odds 0.3 / 0.7), higher ones not.
+    np.testing.assert_array_equal(outputs.class_labels(probs, threshold=0.5), [0, 0, 0, 2])
+    np.testing.assert_array_equal(outputs.class_labels(probs, threshold=0.3), [1, 1, 2, 2])
     np.testing.assert_array_equal(outputs.class_labels(probs, threshold=0.7), [0, 0, 0, 2])
+
+
+def test_labels_at_half_are_the_argmax_for_any_number_of_classes():
+    for classes in (2, 3, 5):
+        probs = softmax(np.random.default_rng(classes).normal(size=(30, 20, classes)))
+        labels = outputs.class_labels(probs, threshold=0.5)
+        np.testing.assert_array_equal(labels, probs.argmax(-1))
 
 
 def test_never_computed_regions_are_background():
@@ -208,7 +216,7 @@ def test_plan_for_image_rounds_tile_sizes_silently():
 def test_core_modules_of_the_widget_import_nothing_heavy():
     modules = "napari_tiled_unet.core.outputs, napari_tiled_unet.batch.models"
     modules += ", napari_tiled_unet.batch.settings, napari_tiled_unet._widgets._workers"
-    heavy = ("tensorflow", "keras", "napari", "qtpy", "PyQt5", "magicgui")
+    heavy = ("tensorflow", "keras", "napari", "qtpy", "PyQt5", "PyQt6", "magicgui")
     code = f"import sys, {modules}; print(sorted(m for m in {heavy!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

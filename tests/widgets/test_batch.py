@@ -24,6 +24,7 @@ from napari_tiled_unet._widgets._batch_text import (
 from napari_tiled_unet.batch import settings as _settings
 from napari_tiled_unet.batch.events import FileResult, PlaneProgress
 from napari_tiled_unet.batch.files import RUN_RECORD
+from napari_tiled_unet.batch.results import read_probabilities
 from napari_tiled_unet.core.model.files import UNetModel
 from tests.conftest import tiny_unet
 
@@ -105,6 +106,11 @@ def test_runs_from_the_manifest_reports_and_skips_on_rerun(
     rows = table(widget)
     assert rows[0][:2] == ("notes.txt", "failed") and "not a readable TIFF" in rows[0][2]
     assert rows[1:] == [("a_stack.tif", "done", ""), ("b_stack.tif", "done", "")]
+    failed = next(r for r in widget._table.files if r.status == "failed")
+    widget.results.native.selectRow(0)  # the error in full, to read and copy
+    assert widget.details.value == f"{failed.input}\nfailed: {failed.message}"
+    assert widget.results.native.item(0, 2).toolTip() == failed.message
+    assert widget.results.native.wordWrap()
     assert widget.status.value.startswith("Finished in")
     assert "file 1/3: a_stack.tif plane 3/3" in statuses
     assert ("U-Net batch: files", 3) in bars
@@ -117,7 +123,7 @@ def test_runs_from_the_manifest_reports_and_skips_on_rerun(
     for name, stack in stacks.items():
         expected = segment(tiny_unet(2, 4), stack, axes="ZYX")
         np.testing.assert_array_equal(tifffile.imread(out / f"{name}_labels.tif"), expected.labels)
-        probabilities = tifffile.imread(out / f"{name}_probabilities.tif")
+        probabilities = read_probabilities(out / f"{name}_probabilities.tif")
         assert probabilities.dtype == np.float16 and probabilities.shape == (*SHAPES[name], 2)
     run = json.loads((out / RUN_RECORD).read_text())["runs"][-1]
     assert run["source"] == "napari" and run["parameters"]["probability_dtype"] == "float16"

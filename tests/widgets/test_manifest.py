@@ -113,3 +113,27 @@ def test_napari_opens_the_widget_without_importing_tensorflow(tmp_path):
         "[]",
     ]
     assert not (tmp_path / "config" / "napari-tiled-unet").exists()  # opening saves nothing
+
+
+def test_napari_starts_without_a_qt_binding_deprecation_notice(tmp_path):
+    """The extras bring napari's recommended binding: no "PyQt5 ... deprecated" at start."""
+    script = (
+        "import napari, qtpy\n"
+        "from napari.utils.notifications import notification_manager\n"
+        "from qtpy.QtWidgets import QApplication\n"
+        "viewer = napari.Viewer(show=True)\n"
+        "QApplication.processEvents()\n"
+        "print('binding', qtpy.API_NAME)\n"
+        "for record in notification_manager.records:\n"
+        "    print('notice', record.message)\n"
+        "viewer.close()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=clean_env(tmp_path),
+    )
+    assert "binding PyQt6" in done.stdout, done.stderr[-2000:]
+    assert "deprecated" not in done.stdout

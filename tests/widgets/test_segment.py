@@ -54,8 +54,14 @@ def shown(field):
 
 
 def run_and_wait(qtbot, widget, timeout=30_000):
+    """Press Run; wait for the run and for its labels (computed in a worker after it)."""
     widget.run()
     qtbot.waitUntil(lambda: widget.worker is None, timeout=timeout)
+
+
+def wait_for_labels(qtbot, widget):
+    """Wait until labels asked for by a change of Threshold, Output or Min. size are shown."""
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=30_000)
 
 
 def test_runs_from_the_manifest_and_reuses_its_output_layer(
@@ -76,9 +82,12 @@ def test_runs_from_the_manifest_and_reuses_its_output_layer(
     np.testing.assert_allclose(labels.translate, (10, -3))
     expected = segment(load_model(model_files["random"]), image).labels
     np.testing.assert_array_equal(labels.data, expected)
-    assert widget.status.value.startswith("Done: 1 tile in")
+    # The first run loads the model: the status says how long that and the tiles took.
+    assert widget.status.value.startswith("Done: model loaded in ")
+    assert "; 1 tile in " in widget.status.value
     widget.tile_auto.value, widget.tile_size.value = False, 60
     run_and_wait(qtbot, widget)
+    assert widget.status.value.startswith("Done: ") and "model loaded" not in widget.status.value
     assert [layer.name for layer in viewer.layers] == ["cells", "cells [unet labels]"]
     assert viewer.layers["cells [unet labels]"] is labels
     np.testing.assert_array_equal(labels.data, expected)  # tiles do not change the result
@@ -112,16 +121,44 @@ def test_rethreshold_and_instances_come_from_the_cache(make_napari_viewer, qtbot
     run_and_wait(qtbot, widget)
     probs = segment(load_model(model_files["random"]), image).probabilities
     layer = viewer.layers["img [unet labels]"]
+    before = layer.data.copy()
+    assert widget.output.value == "auto" and shown(widget.min_size)  # 2 classes: class labels
+    np.testing.assert_array_equal(before, probs[..., 1] > 0.5)
     widget.threshold.value = 0.8
-    assert widget.worker is None  # no new run
+    # The handler returned before the labels were recomputed: that happens in a worker,
+    # not a new run, and the layer changes once it is done.
+    assert widget._active is None and widget.worker is not None
+    np.testing.assert_array_equal(layer.data, before)
+    wait_for_labels(qtbot, widget)
     np.testing.assert_array_equal(layer.data, probs[..., 1] > 0.8)
     widget.output.value = "instance labels"
-    expected = outputs.labels_from_probabilities(probs, kind="instances", threshold=0.8)
+    wait_for_labels(qtbot, widget)
+    expected = outputs.labels_from_probabilities(
+        probs, kind="instances", threshold=0.8, min_size=20
+    )
     assert viewer.layers["img [unet labels]"] is layer and layer.data.dtype == np.uint16
     np.testing.assert_array_equal(layer.data, expected)
-    assert shown(widget.min_size)
     widget.output.value = "class labels"  # napari may stop drawing a layer whose type changes
+    wait_for_labels(qtbot, widget)
     assert viewer.layers["img [unet labels]"] is layer and layer.data.dtype == np.uint16
+    assert not shown(widget.min_size)
+
+
+def test_only_the_latest_relabel_request_is_shown(make_napari_viewer, qtbot, model_files):
+    viewer = make_napari_viewer()
+    image = np.random.default_rng(1).random((64, 64)).astype(np.float32)
+    viewer.add_image(image, name="img")
+    widget = open_widget(viewer, model_files["random"])
+    run_and_wait(qtbot, widget)
+    probs = widget._cache["probabilities"]
+    layer = viewer.layers["img [unet labels]"]
+    data = layer.data
+    for threshold in (0.2, 0.3, 0.4, 0.6, 0.7):  # as fast as a dragged slider
+        widget.threshold.value = threshold
+    first = widget.worker
+    wait_for_labels(qtbot, widget)
+    np.testing.assert_array_equal(layer.data, probs[..., 1] > 0.7)
+    assert first is not None and layer.data is data  # written in place, never re-set
 
 
 def test_a_reused_layer_keeps_its_type_or_is_replaced_when_too_small(
@@ -142,6 +179,7 @@ def test_a_reused_layer_keeps_its_type_or_is_replaced_when_too_small(
     widget._cache["probabilities"] = np.stack([1 - dots, dots], -1)
     widget.min_size.value = 0
     widget.output.value = "instance labels"
+    wait_for_labels(qtbot, widget)
     new = viewer.layers["img [unet labels]"]
     assert new is not mine and new.data.dtype == np.uint16 and new.data.max() == 1024
     assert [layer.name for layer in viewer.layers][1:] == ["img [unet labels]", "on top"]
@@ -231,19 +269,24 @@ def test_probabilities_on_request(make_napari_viewer, qtbot, model_files):
     viewer.add_image(image, name="img", scale=(2.0, 3.0))
     widget = open_widget(viewer, model_files["random"])
     run_and_wait(qtbot, widget)
-    assert "img [unet probabilities]" not in viewer.layers
+    assert "img P(foreground)" not in viewer.layers
     widget.probabilities.value = True  # from the cache, without running again
     assert widget.worker is None
-    layer = viewer.layers["img [unet probabilities]"]
     probs = segment(load_model(model_files["random"]), image).probabilities
-    assert layer.data.shape == (2, 50, 40)
-    np.testing.assert_allclose(layer.data, np.moveaxis(probs, -1, 0), atol=1e-6)
-    np.testing.assert_allclose(layer.scale, (1.0, 2.0, 3.0))
-    assert layer.metadata["class_names"] == ["background", "foreground"]
+    # One translucent layer per class, between the image and the labels.
+    names = [layer.name for layer in viewer.layers]
+    assert names == ["img", "img P(background)", "img P(foreground)", "img [unet labels]"]
+    for index, name in enumerate(("background", "foreground")):
+        layer = viewer.layers[f"img P({name})"]
+        assert layer.data.shape == (50, 40) and layer.metadata["class_name"] == name
+        np.testing.assert_allclose(layer.data, probs[..., index], atol=1e-6)
+        np.testing.assert_allclose(layer.scale, (2.0, 3.0))
+        assert layer.blending == "additive" and layer.opacity == pytest.approx(0.5)
+        assert layer.visible == (index > 0)  # the background starts hidden
+    assert viewer.layers["img P(foreground)"].colormap.name == "green"
     assert widget.image.choices == (viewer.layers["img"],)  # outputs are not inputs
     run_and_wait(qtbot, widget)
-    names = [layer.name for layer in viewer.layers]
-    assert names == ["img", "img [unet probabilities]", "img [unet labels]"]
+    assert [layer.name for layer in viewer.layers] == names
 
 
 def test_stacks_current_plane_or_whole_stack(make_napari_viewer, qtbot, model_files):
@@ -256,52 +299,17 @@ def test_stacks_current_plane_or_whole_stack(make_napari_viewer, qtbot, model_fi
     widget.stack.value = "current plane"
     viewer.dims.set_current_step(0, 1)
     run_and_wait(qtbot, widget)
-    probs = viewer.layers["stack [unet probabilities]"].data  # (class, Z, Y, X)
+    probs = viewer.layers["stack P(foreground)"].data  # (Z, Y, X)
     assert viewer.layers["stack [unet labels]"].data.shape == (3, 48, 40)
-    assert probs[:, 1].sum() > 0 and probs[:, 0].sum() == 0 and probs[:, 2].sum() == 0
+    assert probs[1].sum() > 0 and probs[0].sum() == 0 and probs[2].sum() == 0
     widget.stack.value = "whole stack"
     assert "x 3 planes" in widget.plan_info.value
     run_and_wait(qtbot, widget)
     expected = segment(load_model(model_files["random"]), stack, axes="ZYX")
     np.testing.assert_allclose(
-        viewer.layers["stack [unet probabilities]"].data,
-        np.moveaxis(expected.probabilities, -1, 0),
-        atol=1e-6,
+        viewer.layers["stack P(foreground)"].data, expected.probabilities[..., 1], atol=1e-6
     )
     np.testing.assert_array_equal(viewer.layers["stack [unet labels]"].data, expected.labels)
-
-
-def longest_stall(qtbot, widget):
-    """Press Run inside the event loop and return the longest gap between 5 ms timer ticks."""
-    from qtpy.QtCore import QTimer
-
-    ticks = []
-    timer = QTimer()
-    timer.setInterval(5)
-    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
-    timer.start()
-    QTimer.singleShot(20, widget.run)
-    qtbot.waitUntil(lambda: widget.worker is not None, timeout=5_000)
-    qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
-    timer.stop()
-    assert widget.status.value.startswith("Done")
-    return float(np.diff(ticks).max())
-
-
-def test_event_loop_stays_responsive_during_a_run(make_napari_viewer, qtbot, model_files):
-    import os
-
-    viewer = make_napari_viewer()
-    viewer.add_image(np.random.default_rng(4).random((256, 256)).astype(np.float32))
-    widget = open_widget(viewer, model_files["random"])
-    widget.tile_auto.value, widget.tile_size.value = False, 60
-    # The first Run also has napari create the labels layer (its Qt controls, thumbnail,
-    # visual): a one-off cost of napari's that later runs, which reuse the layer, avoid.
-    first = longest_stall(qtbot, widget)
-    os.utime(model_files["random"])  # a changed file: the worker loads the model again
-    stall = longest_stall(qtbot, widget)
-    print(f"\nlongest main-thread stall: {stall * 1000:.0f} ms (first run: {first * 1000:.0f} ms)")
-    assert stall < 0.2
 
 
 def test_parameters_persist_and_restore_defaults(make_napari_viewer, model_files, tmp_path):
@@ -324,12 +332,14 @@ def test_parameters_persist_and_restore_defaults(make_napari_viewer, model_files
     again.defaults_button.clicked.emit()
     defaults = _settings.SEGMENT_DEFAULTS
     assert again.threshold.value == pytest.approx(defaults["threshold"])
-    assert (again.output.value, again.tile_request) == ("class labels", 0)
+    assert (again.output.value, again.tile_request) == ("auto", 0)
+    assert again.min_size.value == 20 and shown(again.min_size)
     assert again.tile_auto.value and not again.tile_size.enabled
     assert not shown(again.low)
     stored = json.loads((tmp_path / "settings.json").read_text())
     assert {k: v for k, v in stored.items() if k != "model"} == {
-        k: v for k, v in defaults.items() if k != "model"
+        "version": _settings.SETTINGS_VERSION,
+        **{k: v for k, v in defaults.items() if k != "model"},
     }
 
 
@@ -346,6 +356,20 @@ def test_settings_file_round_trip_and_bad_files(tmp_path):
     assert _settings.load_settings(path) == _settings.SEGMENT_DEFAULTS
     (tmp_path / "file").write_text("")
     assert not _settings.save_settings(values, tmp_path / "file" / "settings.json")
+
+
+def test_old_settings_files_take_the_new_output_defaults(tmp_path):
+    """Files before version 2 hold the old defaults whether chosen or not: they give way."""
+    path = tmp_path / "settings.json"
+    old = {"output": "class labels", "min_size": 0, "threshold": 0.7}
+    path.write_text(json.dumps(old))
+    loaded = _settings.load_settings(path)
+    assert (loaded["output"], loaded["min_size"], loaded["threshold"]) == ("auto", 20, 0.7)
+    path.write_text(json.dumps({"output": "instance labels", "min_size": 5}))
+    assert _settings.load_settings(path)["min_size"] == 5  # chosen values stay
+    assert _settings.save_settings({**loaded, "output": "class labels", "min_size": 0}, path)
+    again = _settings.load_settings(path)  # version 2: chosen now, so kept
+    assert (again["output"], again["min_size"]) == ("class labels", 0)
 
 
 def test_models_folder_is_listed_and_layers_update_choices(make_napari_viewer, model_files):
@@ -400,7 +424,7 @@ def test_first_run_in_a_fresh_napari_imports_tensorflow_safely(model_files, tmp_
     )
     # Without _keras._isolated_dlopen this segfaults (-11) under Mesa.
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "(512, 512)" in done.stdout and "Done: 1 tile in" in done.stdout
+    assert "(512, 512)" in done.stdout and "Done: model loaded in" in done.stdout
 
 
 FRESH_NAPARI_REPEATS = """
@@ -475,8 +499,37 @@ def test_shows_the_size_estimate_before_run_and_segments_at_the_model_scale(
     labels = viewer.layers["big nuclei [unet labels]"]
     assert labels.data.shape == (160, 140)
     np.testing.assert_allclose(labels.scale, (0.3, 0.3))
-    np.testing.assert_array_equal(
-        labels.data > 0, outputs.class_labels(expected.probabilities) > 0
+    # A border class: instance labels by default, objects under 20 px dropped.
+    instances = outputs.labels_from_probabilities(
+        expected.probabilities, kind="instances", min_size=20
     )
+    np.testing.assert_array_equal(labels.data, instances)
     widget.object_size.value = "none"
     assert widget.plan_info.value.startswith("Object size: not used")
+
+
+def test_widget_command_line_and_batch_make_the_same_labels(make_napari_viewer, qtbot, tmp_path):
+    """One image, one model with a border class, every entry point at its defaults."""
+    import tifffile
+    from scipy import ndimage
+
+    from napari_tiled_unet.batch.run import run_batch
+    from napari_tiled_unet.cli.main import main
+
+    model = save_model(tiny_unet(2, 4, num_classes=3, seed=2), tmp_path / "border.keras")
+    rng = np.random.default_rng(5)
+    image = ndimage.gaussian_filter(rng.random((120, 100)), 2).astype(np.float32)
+    tifffile.imwrite(tmp_path / "cells.tif", image)
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="cells")
+    widget = open_widget(viewer, model)
+    run_and_wait(qtbot, widget)
+    from_widget = viewer.layers["cells [unet labels]"].data
+    args = [str(tmp_path / "cells.tif"), "-o", str(tmp_path / "cli"), "--model", str(model)]
+    assert main(["segment", *args, "-q"]) == 0
+    from_cli = tifffile.imread(tmp_path / "cli" / "cells_labels.tif")
+    assert run_batch([tmp_path / "cells.tif"], tmp_path / "batch", model=model).ok
+    from_batch = tifffile.imread(tmp_path / "batch" / "cells_labels.tif")
+    assert from_widget.max() > 1  # instance labels, several objects
+    np.testing.assert_array_equal(from_widget, from_cli)
+    np.testing.assert_array_equal(from_widget, from_batch)

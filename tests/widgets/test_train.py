@@ -221,6 +221,10 @@ def test_weight_map_layer_matches_the_labels_place_and_updates(make_napari_viewe
     np.testing.assert_array_equal(layer.data, expected)
     np.testing.assert_allclose(layer.scale, (2.0, 3.0))
     np.testing.assert_allclose(layer.translate, (5.0, -1.0))
+    # Under the labels it was made from, translucent: the data stay in sight.
+    names = [each.name for each in viewer.layers]
+    assert names.index("cells [weight map]") == names.index("cells") - 1
+    assert layer.blending == "additive" and layer.opacity == pytest.approx(0.5)
     assert layer not in [value for _, value in widget._image_choices()]  # not training data
     widget.w0.value, widget.classes.value = 0.0, 3
     widget.weight_map_button.clicked.emit()
@@ -343,6 +347,8 @@ def test_user_mistakes_are_one_sentence_notifications(
     save_model(build_unet(depth=1, base_filters=2, seed=0), tmp_path / "models" / "tiny.keras")
     widget._update_target()
     attempt("A model called 'tiny.keras' exists already")
+    # The message quotes the check box as it reads, next to Name.
+    assert f"tick '{widget.overwrite.text}' next to Name" in widget.status.value
     widget.overwrite.value = True
     assert widget.target_info.value == "Saved as tiny.keras, replacing the existing file."
     widget.start.value = "fine-tune"

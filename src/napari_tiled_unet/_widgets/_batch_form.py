@@ -19,6 +19,7 @@ from magicgui.widgets import (
     PushButton,
     SpinBox,
     Table,
+    TextEdit,
 )
 from magicgui.widgets.bases import Widget
 from qtpy.QtWidgets import QAbstractItemView, QHeaderView
@@ -61,7 +62,7 @@ class BatchForm(DockForm):
     """The fields of the Batch widget, with the values that persist between sessions."""
 
     def __init__(self) -> None:
-        super().__init__(labels=True)
+        super().__init__()
         self.input_folder = FileEdit(label="Input folder", mode=FileDialogMode.EXISTING_DIRECTORY)
         self.pattern = LineEdit(label="Files")
         self.output_folder = FileEdit(
@@ -83,6 +84,8 @@ class BatchForm(DockForm):
         self.status = Label(label="")
         self.summary = Label(label="")
         self.results = Table(value=([], [], list(TABLE_COLUMNS)))
+        #: The selected file's full path, status and message, to read and copy.
+        self.details = TextEdit(value="")
         self.open_button = PushButton(text="Open result", enabled=False)
         self.defaults_button = PushButton(text="Restore defaults")
         self.extend(
@@ -104,7 +107,7 @@ class BatchForm(DockForm):
 
     def _results_box(self) -> Container:
         """Put the summary, the table and Open result over the full width of the dock."""
-        widgets: list[Widget] = [self.summary, self.results, self.open_button]
+        widgets: list[Widget] = [self.summary, self.results, self.details, self.open_button]
         box = Container(widgets=widgets, labels=False)
         box.margins = (0, 0, 0, 0)
         return box
@@ -116,13 +119,21 @@ class BatchForm(DockForm):
         self.pattern.native.setPlaceholderText("all files; or *.tif, or /data/exp1/*.tif")
         self.axes.native.setPlaceholderText("from each file")
         table = self.results.native
-        table.setEditTriggers(QAbstractItemView.NoEditTriggers)
-        table.setSelectionBehavior(QAbstractItemView.SelectRows)
-        table.setSelectionMode(QAbstractItemView.SingleSelection)
+        table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         header = table.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeToContents)
-        header.setStretchLastSection(True)
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        # The message takes the rest of the width and wraps: an error is read in full,
+        # not cut at the dock's edge.
+        message = TABLE_COLUMNS.index("message")
+        header.setSectionResizeMode(message, QHeaderView.ResizeMode.Stretch)
+        table.setWordWrap(True)
         table.verticalHeader().hide()
+        details = self.details.native
+        details.setReadOnly(True)
+        details.setPlaceholderText("The selected file's path, status and message.")
+        details.setMaximumHeight(details.fontMetrics().lineSpacing() * 5)
 
     def _tooltips(self) -> dict[Any, str]:
         folder = model_files.models_folder()
@@ -146,7 +157,8 @@ class BatchForm(DockForm):
             self.object_size: "Typical object diameter in pixels, 'auto' (estimated per "
             "file; the run record and the table say what was found) or 'none'. Images are "
             "resampled to the model's object size and the results back.",
-            self.probabilities: "Also write the class probabilities, classes as the last axis.",
+            self.probabilities: "Also write the class probabilities: float32 as an ImageJ "
+            "hyperstack with the classes as channels, float16 with the classes last.",
             self.probability_dtype: "Pixel type of the probabilities: float16 halves the files.",
             self.overwrite: "Redo files whose outputs exist; otherwise they are skipped, so "
             "an interrupted batch resumes where it stopped.",
@@ -154,6 +166,7 @@ class BatchForm(DockForm):
             "are deleted, finished files are kept.",
             self.results: "Every file of the last run; failed files first.",
             self.open_button: "Open the selected file's labels (and its image) in the viewer.",
+            self.details: "The selected file in full; select the text to copy it.",
         }
 
     @property

@@ -19,7 +19,13 @@ from napari_tiled_unet._widgets._layers import labels_name, notify_error, show_l
 from napari_tiled_unet.batch.events import FileResult
 from napari_tiled_unet.batch.results import OpenedResult, read_result
 
-__all__ = ["BatchResults"]
+__all__ = ["BatchResults", "details_text"]
+
+
+def details_text(result: FileResult) -> str:
+    """Return the lines shown under the table for a file: path, status, message."""
+    lines = [result.input, result.status + (f": {result.message}" if result.message else "")]
+    return "\n".join(lines)
 
 
 class BatchResults:
@@ -52,6 +58,7 @@ class BatchResults:
             table.item(row, 0).setToolTip(result.input)
             if result.message:
                 table.item(row, 2).setToolTip(result.message)
+        table.resizeRowsToContents()  # wrapped messages get the lines they need
         first = next((i for i, r in enumerate(self._rows) if labels_output(r)), None)
         if first is not None:
             table.selectRow(first)
@@ -67,6 +74,7 @@ class BatchResults:
         result = self.selected()
         enabled = result is not None and labels_output(result) is not None
         self._form.open_button.enabled = enabled
+        self._form.details.value = "" if result is None else details_text(result)
 
     def open(self, axes: str) -> None:
         """Open the selected file's labels, and its image, in the viewer (read in a worker)."""

@@ -16,19 +16,55 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from napari.layers import Image
 from napari.qt.threading import create_worker
+from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import QDockWidget, QMainWindow
 
 from napari_tiled_unet._widgets._layers import OUTPUT_IMAGE_ROLES, ROLE, notify_error
 from napari_tiled_unet._widgets._workers import ModelLoaded, model_key
 from napari_tiled_unet.batch import models as model_files
 from napari_tiled_unet.batch import settings as _settings
 
-__all__ = ["DockWidget", "layer_data", "make_worker"]
+__all__ = ["DockWidget", "layer_data", "make_worker", "tabify_with_siblings"]
 
 #: The signals of a napari worker that :func:`make_worker` connects.
 _SIGNALS = ("yielded", "returned", "errored", "aborted", "finished")
 
 #: The errors a user can fix: shown in one sentence, the form stays as it is.
 USER_ERRORS = (ValueError, TypeError, OSError)
+#: Qt property that marks the dock widgets holding this plugin's forms.
+_DOCK_MARK = "napari_tiled_unet_dock"
+
+
+def _dock_of(widget: Any) -> QDockWidget | None:
+    """Return the dock widget that holds the Qt ``widget``, or None (not docked yet)."""
+    parent = widget.parentWidget()
+    while parent is not None and not isinstance(parent, QDockWidget):
+        parent = parent.parentWidget()
+    return parent if isinstance(parent, QDockWidget) else None
+
+
+def tabify_with_siblings(widget: Any) -> None:
+    """Put the dock of ``widget`` in tabs with the plugin's other docks in the same area.
+
+    Opened one after the other from the Plugins menu, napari stacks docks one under the
+    other, and three tall forms then make the window taller than the screen; as tabs, they
+    share the height of one.  The new dock comes to the front.
+    """
+    dock = _dock_of(widget)
+    if dock is None or dock.isFloating():
+        return
+    dock.setProperty(_DOCK_MARK, True)
+    window = dock.parentWidget()
+    if not isinstance(window, QMainWindow):
+        return
+    area = window.dockWidgetArea(dock)
+    for other in window.findChildren(QDockWidget):
+        same_area = window.dockWidgetArea(other) == area and not other.isFloating()
+        if other is not dock and other.property(_DOCK_MARK) and other.isVisible() and same_area:
+            window.tabifyDockWidget(other, dock)
+            dock.show()
+            dock.raise_()
+            return
 
 
 def layer_data(layer: Any) -> Any:
@@ -90,6 +126,15 @@ class DockWidget:
         self.defaults_button.clicked.connect(self.restore_defaults)
         self._restore(_settings.load_settings(self._settings_path(), self._defaults))
         model_files.connect_models_changed(self._on_models_changed)
+        # napari docks the form after making it: tab it with its siblings once docked.
+        QTimer.singleShot(0, self._tabify)
+
+    def _tabify(self) -> None:
+        try:
+            self.keep_labels_whole()  # type: ignore[attr-defined]
+            tabify_with_siblings(self.native)  # type: ignore[attr-defined]
+        except RuntimeError:  # closed before the event loop came round
+            return
 
     def _settings_path(self) -> Path:
         """Return the file that keeps this widget's settings."""

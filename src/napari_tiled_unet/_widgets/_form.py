@@ -35,9 +35,9 @@ __all__ = ["NORMALIZE_CHOICES", "OUTPUT_KINDS", "STACK_CHOICES", "SegmentForm"]
 
 NORMALIZE_CHOICES = ("as the model was trained", "percentiles", "none")
 STACK_CHOICES = ("current plane", "whole stack")
-#: Output choices shown to users ->
-#: :func:`napari_tiled_unet.core.outputs.labels_from_probabilities`.
-OUTPUT_KINDS = {"class labels": "classes", "instance labels": "instances"}
+#: Output choices shown to users -> the requests of
+#: :func:`napari_tiled_unet.core.options.output_kind` ("auto" first: the default).
+OUTPUT_KINDS = {"auto": "auto", "class labels": "classes", "instance labels": "instances"}
 # Persistent values stored as the value of a field of the same name.
 _FIELDS = (
     "stack",
@@ -56,7 +56,7 @@ class SegmentForm(DockForm):
     """The fields of the Segment widget, with the values that persist between sessions."""
 
     def __init__(self) -> None:
-        super().__init__(labels=True)
+        super().__init__()
         self.image = ComboBox(label="Image", choices=self._image_choices)
         self.model = ComboBox(label="Model", choices=self._model_choices)
         self.model_file = model_file_picker()
@@ -80,8 +80,10 @@ class SegmentForm(DockForm):
         self.plan_info = Label(label="")
         self.output = ComboBox(label="Output", choices=tuple(OUTPUT_KINDS))
         self.threshold = FloatSlider(label="Threshold", min=0.05, max=0.95, step=0.05)
-        self.min_size = SpinBox(label="Min. size (px)", min=0, max=1_000_000)
-        self.probabilities = CheckBox(text="Add probabilities (one channel per class)")
+        self.min_size = SpinBox(
+            label="Min. size (px)", min=0, max=1_000_000, value=SEGMENT_DEFAULTS["min_size"]
+        )
+        self.probabilities = CheckBox(text="Add probabilities (one layer per class)")
         self.run_button = PushButton(text="Run")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.defaults_button = PushButton(text="Restore defaults")
@@ -122,12 +124,14 @@ class SegmentForm(DockForm):
             self.tile_auto: "Pick the largest tile that fits in memory (fastest).",
             self.tile_size: "Input size of one tile in pixels (rounded to a size the network "
             "accepts). The result does not depend on it, only speed and memory do.",
-            self.output: "Class labels, or one id per object (connected regions).",
+            self.output: "auto: one id per object for models with a border class (such as "
+            "the bundled one), class labels otherwise; or choose class labels or instance "
+            "labels (one id per object).",
             self.threshold: "Foreground-probability threshold: lower grows objects, higher "
             "shrinks them. Changes apply at once, without running the network again.",
             self.min_size: "Objects smaller than this (pixels) are dropped.",
-            self.probabilities: "Also show the network's class probabilities as an image "
-            "layer with one channel per class.",
+            self.probabilities: "Also show the network's class probabilities, one translucent "
+            "image layer per class ('<image> P(<class>)'), under the labels.",
         }
 
     def normalizer(self) -> Any:
@@ -159,5 +163,5 @@ class SegmentForm(DockForm):
     def update_visibility(self) -> None:
         """Show (or enable) the fields that matter for the current choices only."""
         self.low.visible = self.high.visible = self.normalize.value == "percentiles"
-        self.min_size.visible = self.output.value == "instance labels"
+        self.min_size.visible = self.output.value != "class labels"
         self.tile_size.enabled = not self.tile_auto.value

@@ -8,7 +8,7 @@ from typing import Any
 from magicgui.types import FileDialogMode
 from magicgui.widgets import ComboBox, Container, FileEdit, Label
 from magicgui.widgets.bases import Widget
-from qtpy.QtWidgets import QSizePolicy
+from qtpy.QtWidgets import QLabel, QSizePolicy
 
 __all__ = [
     "DockForm",
@@ -41,7 +41,7 @@ def wrap_labels(*labels: Label) -> None:
     """Let long messages wrap over the full width instead of widening the dock."""
     for label in labels:
         label.native.setWordWrap(True)
-        label.native.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+        label.native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
 
 
 def show_values(form: Any, values: dict[str, Any], fields: Iterable[str]) -> None:
@@ -61,7 +61,41 @@ def show_values(form: Any, values: dict[str, Any], fields: Iterable[str]) -> Non
 
 
 class DockForm(Container):
-    """A dock's form: its choices stay empty until the dock widget (before it) fills them."""
+    """A dock's form in a scroll area; its choices stay empty until the dock widget fills them.
+
+    The scroll area lets a dock be smaller than its form: docked alone in a small window, or
+    tabbed with the other docks of the plugin, nothing is cut off, it scrolls.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(labels=True, scrollable=True)
+
+    @property
+    def native(self) -> Any:
+        """The scroll area around the form: the widget napari docks.
+
+        napari docks a magicgui widget's ``native``, which for a scrollable container is
+        the widget inside the scroll area.
+        """
+        return self.root_native_widget
+
+    def keep_labels_whole(self) -> None:
+        """Give every one-line label at least its text's width, in the font it is shown in.
+
+        magicgui measures the field names when the form is made, before napari's style
+        sheet (a larger font) applies, and a narrow dock then cuts them off ("Steps x
+        epo").  Called once the form is docked; the scroll area keeps the whole width.
+        """
+        scroll = self.root_native_widget
+        for label in scroll.widget().findChildren(QLabel):
+            if not label.wordWrap():
+                label.setMinimumWidth(label.sizeHint().width())
+        width = scroll.widget().minimumSizeHint().width()
+        scroll.setMinimumWidth(width + scroll.verticalScrollBar().sizeHint().width())
+
+    def inner_layout(self) -> Any:
+        """Return the Qt layout of the form's fields (inside the scroll area)."""
+        return self.root_native_widget.widget().layout()
 
     def _image_choices(self, _: Any = None) -> list[tuple[str, Any]]:
         return []

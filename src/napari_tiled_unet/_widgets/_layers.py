@@ -21,10 +21,12 @@ __all__ = [
     "LayerSnapshot",
     "labels_name",
     "notify_error",
-    "probabilities_name",
+    "place_below",
+    "probability_name",
     "show_labels",
     "show_probabilities",
     "spatial_metadata",
+    "update_labels",
 ]
 
 #: Key in ``layer.metadata`` that marks the layers this plugin made.
@@ -39,9 +41,16 @@ def labels_name(image_name: str) -> str:
     return f"{image_name} [unet labels]"
 
 
-def probabilities_name(image_name: str) -> str:
-    """Name of the probabilities layer made from an image layer."""
-    return f"{image_name} [unet probabilities]"
+def probability_name(image_name: str, class_name: str) -> str:
+    """Name of the layer of one class's probability, e.g. ``nuclei P(border)``."""
+    return f"{image_name} P({class_name})"
+
+
+#: Colormaps of the probability layers by class index (background grey, then the labels'
+#: usual first colours); they blend additively, so that overlapping classes stay legible.
+_CLASS_COLORMAPS = ("gray", "green", "magenta", "cyan", "yellow", "red", "blue")
+#: Opacity of probability and weight-map layers: the image stays visible beneath.
+OVERLAY_OPACITY = 0.5
 
 
 def spatial_metadata(layer: Any, axes: str) -> dict[str, Any]:
@@ -55,11 +64,6 @@ def spatial_metadata(layer: Any, axes: str) -> dict[str, Any]:
     if len(keep) == layer.ndim:  # rotations and affines only make sense on all axes
         meta.update(rotate=layer.rotate, shear=layer.shear, affine=layer.affine.affine_matrix)
     return meta
-
-
-def _with_class_axis(meta: dict[str, Any]) -> dict[str, Any]:
-    first = {"scale": 1.0, "translate": 0.0, "units": "pixel", "axis_labels": "class"}
-    return {key: [value, *meta[key]] for key, value in first.items() if key in meta}
 
 
 def _find(viewer: Any, name: str, kind: type) -> Any | None:
@@ -77,6 +81,9 @@ class LayerSnapshot:
     replaced: Any = None
     index: int = -1
     state: dict[str, Any] = field(default_factory=dict)
+    #: Whether the new data were written into the layer's own array (``state["data"]`` is
+    #: then a copy of the old values, written back on restore).
+    in_place: bool = False
 
     def restore(self, viewer: Any) -> None:
         """Remove the layer the run created, or give the reused layer its old state."""
@@ -87,7 +94,11 @@ class LayerSnapshot:
                 viewer.layers.insert(min(self.index, len(viewer.layers)), self.replaced)
             return
         for key, value in self.state.items():
-            setattr(self.layer, key, value)
+            if key == "data" and self.in_place:
+                np.copyto(self.layer.data, value)
+                self.layer.refresh()
+            else:
+                setattr(self.layer, key, value)
 
 
 def show_labels(viewer: Any, name: str, data: np.ndarray, meta: dict[str, Any]) -> LayerSnapshot:
@@ -101,13 +112,21 @@ def show_labels(viewer: Any, name: str, data: np.ndarray, meta: dict[str, Any]) 
     """
     old = _find(viewer, name, Labels)
     if old is not None and old.ndim == data.ndim and _fits(data, old.data.dtype):
-        state = {"data": old.data, **{k: getattr(old, k) for k in _SPATIAL if k in meta}}
+        # Same shape: write into the layer's array, which spares napari a new data array
+        # (type checks, colour tables, every plane sliced anew) on the main thread.
+        in_place = _writable(old.data) and old.data.shape == data.shape
+        saved = old.data.copy() if in_place else old.data
+        state = {"data": saved, **{k: getattr(old, k) for k in _SPATIAL if k in meta}}
         if "affine" in state:
             state["affine"] = old.affine.affine_matrix
-        old.data = np.asarray(data).astype(old.data.dtype, copy=False)
+        if in_place:
+            np.copyto(old.data, data, casting="unsafe")
+            old.refresh()
+        else:
+            old.data = np.asarray(data).astype(old.data.dtype, copy=False)
         for key, value in meta.items():
             setattr(old, key, value)
-        return LayerSnapshot(old, state=state)
+        return LayerSnapshot(old, state=state, in_place=in_place)
     index = -1
     if old is not None:  # same name, other dimensionality or type: replace it in place
         index = viewer.layers.index(old)
@@ -116,6 +135,11 @@ def show_labels(viewer: Any, name: str, data: np.ndarray, meta: dict[str, Any]) 
     if index >= 0:
         viewer.layers.move(viewer.layers.index(layer), index)
     return LayerSnapshot(layer, replaced=old, index=index)
+
+
+def _writable(data: Any) -> bool:
+    """Whether ``data`` is a numpy array that may be written in place."""
+    return isinstance(data, np.ndarray) and data.flags.writeable
 
 
 def _fits(data: np.ndarray, dtype: np.dtype) -> bool:
@@ -131,42 +155,69 @@ def _fits(data: np.ndarray, dtype: np.dtype) -> bool:
     return bool(info.min <= data.min() and data.max() <= info.max)
 
 
+def place_below(viewer: Any, layer: Any, above: Any) -> None:
+    """Move ``layer`` just under ``above`` in the layer list (if both are there)."""
+    if above is None or above not in viewer.layers or layer not in viewer.layers:
+        return
+    here, there = viewer.layers.index(layer), viewer.layers.index(above)
+    if here > there:
+        viewer.layers.move(here, there)
+
+
 def show_probabilities(
     viewer: Any,
-    name: str,
+    image_name: str,
     probabilities: np.ndarray,
     meta: dict[str, Any],
     classes: Any,
     *,
     below: Any = None,
-) -> Any:
-    """Show class probabilities ``(..., classes)`` as one image layer, classes first.
+) -> list[Any]:
+    """Show class probabilities ``(..., classes)`` as one image layer per class.
 
-    A new layer goes under ``below`` (the labels) and the viewer shows its class 1
-    (the first foreground class) rather than the background.
+    Each layer, ``<image> P(<class>)``, is translucent with additive blending and its own
+    colormap, and lies under ``below`` (the labels), so that neither the labels nor the
+    image underneath are hidden; the background class starts hidden.  Existing layers of
+    those names are reused.  Returns the layers, in class order.
     """
-    data = np.moveaxis(probabilities, -1, 0)
-    extra = _with_class_axis(meta)
-    layer = _find(viewer, name, Image)
-    if layer is not None and layer.ndim == data.ndim:
-        layer.data = data
-        for key, value in extra.items():
-            setattr(layer, key, value)
-        layer.metadata["class_names"] = list(classes)
+    layers = []
+    for index, name in enumerate(classes):
+        data = probabilities[..., index]
+        layer_name = probability_name(image_name, str(name))
+        layer = _find(viewer, layer_name, Image)
+        if layer is not None and layer.ndim == data.ndim:
+            layer.data = data
+            for key, value in meta.items():
+                setattr(layer, key, value)
+        else:
+            layer = viewer.add_image(
+                data,
+                name=layer_name,
+                colormap=_CLASS_COLORMAPS[index % len(_CLASS_COLORMAPS)],
+                contrast_limits=(0.0, 1.0),
+                blending="additive",
+                opacity=OVERLAY_OPACITY,
+                visible=index > 0,
+                metadata={ROLE: "probabilities", "class_name": str(name)},
+                **meta,
+            )
+            place_below(viewer, layer, below)
+        layers.append(layer)
+    return layers
+
+
+def update_labels(viewer: Any, layer: Any, data: np.ndarray, meta: dict[str, Any]) -> Any:
+    """Write new labels into ``layer`` in place where they fit, else as :func:`show_labels`.
+
+    Writing in place and refreshing spares napari the work of a new data array (type
+    checks, colour tables, a full slice of every plane).  Returns the layer that holds them.
+    """
+    data = np.asarray(data)
+    if _writable(layer.data) and layer.data.shape == data.shape and _fits(data, layer.data.dtype):
+        np.copyto(layer.data, data, casting="unsafe")
+        layer.refresh()
         return layer
-    layer = viewer.add_image(
-        data,
-        name=name,
-        colormap="magma",
-        contrast_limits=(0.0, 1.0),
-        metadata={ROLE: "probabilities", "class_names": list(classes)},
-        **extra,
-    )
-    if below is not None and below in viewer.layers:
-        viewer.layers.move(viewer.layers.index(layer), viewer.layers.index(below))
-    if viewer.dims.ndim == layer.ndim and data.shape[0] > 1:
-        viewer.dims.set_current_step(0, 1)
-    return layer
+    return show_labels(viewer, layer.name, data, meta).layer
 
 
 def _sentence(text: str) -> str:

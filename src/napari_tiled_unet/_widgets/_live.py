@@ -24,11 +24,17 @@ from napari_tiled_unet._widgets._dock import make_worker
 from napari_tiled_unet._widgets._layers import labels_name, show_labels
 from napari_tiled_unet._widgets._workers import Job, ModelLoaded, in_python_thread, segment_steps
 from napari_tiled_unet.core import outputs
+from napari_tiled_unet.core.axes import parse_axes
 
 __all__ = ["LiveRun", "RunCallbacks"]
 
-# Seconds between redraws of the growing labels; the end of the run redraws them anyway.
-_REDRAW_INTERVAL = 0.05
+#: Tiles of up to this many pixels are drawn through napari's painting path, which redraws
+#: only the pixels that changed; larger ones are written at once and the view redrawn.
+_PAINT_LIMIT = 2**16
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'s' if n != 1 else ''}"
 
 
 @dataclass(frozen=True)
@@ -71,7 +77,9 @@ class LiveRun:
     ) -> None:
         self._viewer, self._job, self._info = viewer, job, info
         self._threshold, self._callbacks = threshold, callbacks
-        self._done, self._start, self._drawn = 0, 0.0, 0.0
+        self._done, self._start = 0, 0.0
+        #: Seconds the model took to load (None: it was loaded already).
+        self._load_seconds: float | None = None
         self._bar: Any = None
         self.snapshot: Any = None
         self.worker: Any = None
@@ -91,6 +99,9 @@ class LiveRun:
             self._info["spatial"],
         )
         self._view = outputs.canonical_view(self.snapshot.layer.data, layout.output_axes)
+        # Data axis of each canonical axis (planes..., Y, X): where a tile lies in the layer.
+        shape = self.snapshot.layer.data.shape
+        self._data_axis = parse_axes(layout.output_axes, shape).canonical_order()
         self._start = time.perf_counter()
         steps = partial(segment_steps, self._job)
         self.worker = make_worker(in_python_thread, steps, self._stop, owner=self)
@@ -116,6 +127,8 @@ class LiveRun:
         if self.cancelled:
             return
         if isinstance(item, ModelLoaded):
+            now = time.perf_counter()
+            self._load_seconds, self._start = now - self._start, now
             self._callbacks.model_loaded(item)
             self._callbacks.status("Running...")
             self._bar.set_description(f"U-Net: segmenting {self._info['layer'].name}")
@@ -123,21 +136,48 @@ class LiveRun:
         total = item.n_tiles * item.n_planes
         done = item.plane_number * item.n_tiles + item.tiles_done
         step, self._done = done - self._done, done
-        self._view[item.plane][item.region] = outputs.class_labels(
-            item.probabilities, threshold=self._threshold
-        )
-        if time.perf_counter() - self._drawn > _REDRAW_INTERVAL:  # spare the main thread
-            self.snapshot.layer.refresh()
-            self._drawn = time.perf_counter()
+        tile = outputs.class_labels(item.probabilities, threshold=self._threshold)
+        self._write_tile(item.plane, item.region, tile)
         self._callbacks.status(f"Running: {done} of {total} tiles")
         if self._bar.total != total:
             self._bar.total = total
         self._bar.update(step)
 
+    def _write_tile(
+        self, plane: tuple[int, ...], region: tuple[slice, ...], tile: np.ndarray
+    ) -> None:
+        """Write the labels of a tile into the layer, redrawing only the pixels that changed.
+
+        napari's ``data_setitem`` (the painting path) updates and redraws just those pixels;
+        setting or refreshing the whole layer would redraw every pixel of the plane on view
+        for every tile.
+        """
+        target = self._view[plane][region]
+        layer = self.snapshot.layer
+        if tile.size > _PAINT_LIMIT:
+            # napari's painting path costs about a microsecond per pixel: a large tile is
+            # written at once and only the view on screen is drawn again (not the layer's
+            # thumbnail, extent or highlight).
+            target[...] = tile
+            layer.refresh(thumbnail=False, highlight=False, extent=False)
+            return
+        changed = np.nonzero(tile != target)
+        if not changed[0].size:
+            return
+        starts = [part.indices(n)[0] for part, n in zip(region, target.shape)]
+        canonical = [np.full(changed[0].size, i) for i in plane]
+        canonical += [index + start for index, start in zip(changed, starts)]
+        indices: list[Any] = [None] * len(canonical)
+        for axis, index in zip(self._data_axis, canonical):
+            indices[axis] = index
+        layer.data_setitem(tuple(indices), tile[changed].astype(layer.data.dtype))
+
     def _on_returned(self, result: Any) -> None:
         seconds = time.perf_counter() - self._start
-        tiles = f"{self._done} tile{'s' if self._done != 1 else ''}"
-        self._callbacks.status(f"Done: {tiles} in {seconds:.1f} s.")
+        tiles = f"{_plural(self._done, 'tile')} in {seconds:.1f} s"
+        if self._load_seconds is not None:
+            tiles = f"model loaded in {self._load_seconds:.1f} s; {tiles}"
+        self._callbacks.status(f"Done: {tiles}.")
         if self.snapshot.layer not in self._viewer.layers:  # removed during the run
             self._viewer.layers.append(self.snapshot.layer)
         self._callbacks.returned(

@@ -2,9 +2,8 @@
 
 The object size estimate and the tile plan shown under the form are kept by
 :class:`RunPreview`, keyed by the choices they depend on, and handed to the run unchanged:
-the plan shown before Run is the plan that runs.  :func:`relabel` and
-:func:`show_cached_probabilities` redraw a finished run's outputs from its cached
-probabilities.  The decisions themselves are functions of
+the plan shown before Run is the plan that runs.  :func:`show_cached_probabilities` shows a
+finished run's cached probabilities.  The decisions themselves are functions of
 :mod:`napari_tiled_unet.core.outputs`.
 """
 
@@ -14,16 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from napari_tiled_unet._widgets._dock import layer_data
-from napari_tiled_unet._widgets._layers import (
-    probabilities_name,
-    show_labels,
-    show_probabilities,
-)
+from napari_tiled_unet._widgets._layers import show_probabilities
 from napari_tiled_unet.core import outputs
 from napari_tiled_unet.core.sizing import Rescale
 from napari_tiled_unet.core.tiling import TilePlan
 
-__all__ = ["Preview", "RunPreview", "relabel", "show_cached_probabilities"]
+__all__ = ["Preview", "RunPreview", "show_cached_probabilities"]
 
 
 @dataclass(frozen=True)
@@ -102,29 +97,11 @@ class RunPreview:
         return self._plan[1]
 
 
-def relabel(
-    viewer: Any, cache: dict[str, Any], kind: Any, threshold: float, min_size: int
-) -> None:
-    """Recompute a finished run's labels from its cached probabilities (no network run)."""
-    if cache["layer"] not in viewer.layers:
-        return
-    labels = outputs.labels_from_probabilities(
-        cache["probabilities"],
-        axes=cache["axes"],
-        kind=kind,
-        threshold=threshold,
-        min_size=min_size,
-    )
-    # The same layer, with its data type kept (or a new one in its place, see show_labels).
-    cache["layer"] = show_labels(viewer, cache["layer"].name, labels, cache["spatial"]).layer
-
-
 def show_cached_probabilities(viewer: Any, cache: dict[str, Any]) -> None:
-    """Show a finished run's probabilities under its labels."""
-    name = probabilities_name(cache["image"].name)
+    """Show a finished run's probabilities, one layer per class, under its labels."""
     show_probabilities(
         viewer,
-        name,
+        cache["image"].name,
         cache["probabilities"],
         cache["spatial"],
         cache["class_names"],

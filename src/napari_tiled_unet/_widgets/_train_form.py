@@ -46,7 +46,7 @@ class TrainForm(DockForm):
     """The fields of the Train widget, with the values that persist between sessions."""
 
     def __init__(self) -> None:
-        super().__init__(labels=True, scrollable=True)
+        super().__init__()
         self.image = ComboBox(label="Image", choices=self._image_choices)
         self.labels_layer = ComboBox(label="Labels", choices=self._labels_choices)
         self.ignore_layer = ComboBox(label="Not annotated", choices=self._ignore_choices)
@@ -88,14 +88,14 @@ class TrainForm(DockForm):
                 *(self.model, self.model_file, self.model_info),
                 row(self.steps, self.epochs, label="Steps x epochs"),
                 *(self.learning_rate, self.optimizer),
-                row(self.w0, self.sigma, label="Border w0, sigma"),
+                row(self.w0, self.sigma, label="w0, sigma"),
                 *(row(self.model_name, self.overwrite, label="Name"), self.target_info),
                 *(row(self.train_button, self.cancel_button), self.status),
                 self.defaults_button,
             ]
         )
         self.plot = LossPlot()
-        layout = self.root_native_widget.widget().layout()
+        layout = self.inner_layout()
         layout.insertWidget(layout.count() - 1, self.plot)  # above "Restore defaults"
         self.pairs.native.setMaximumHeight(64)
         self.learning_rate.native.setPlaceholderText("default (Adam 1e-3, SGD 1e-2)")
@@ -104,20 +104,10 @@ class TrainForm(DockForm):
         wrap_labels(self.pairs_info, self.model_info, self.target_info, self.status)
         for box in self._combo_boxes():
             # Long layer, file or choice names do not widen the dock: the boxes elide them.
-            box.native.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+            box.native.setSizeAdjustPolicy(
+                QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+            )
             box.native.setMinimumContentsLength(12)
-        scroll = self.root_native_widget  # wide enough for the form and its scroll bar
-        inner, bar = scroll.widget().minimumSizeHint(), scroll.verticalScrollBar().sizeHint()
-        scroll.setMinimumWidth(inner.width() + bar.width())
-
-    @property
-    def native(self) -> Any:
-        """The scroll area around the form, so that the dock napari makes scrolls.
-
-        napari docks a magicgui widget's ``native``, which for a scrollable container is
-        the widget inside the scroll area; the form is taller than many screens.
-        """
-        return self.root_native_widget
 
     def _combo_boxes(self) -> tuple[ComboBox, ...]:
         return (

@@ -13,7 +13,13 @@ from napari.layers import Image
 from napari.qt.threading import create_worker
 
 from napari_tiled_unet._widgets._dock import layer_data
-from napari_tiled_unet._widgets._layers import ROLE, notify_error, spatial_metadata
+from napari_tiled_unet._widgets._layers import (
+    OVERLAY_OPACITY,
+    ROLE,
+    notify_error,
+    place_below,
+    spatial_metadata,
+)
 from napari_tiled_unet._widgets._train_pairs import ignore_mask
 from napari_tiled_unet.core.train.planes import weight_map_planes
 
@@ -32,7 +38,7 @@ def show_weight_map(viewer: Any, labels: Any, weights: np.ndarray) -> Any:
     """Show ``weights`` in the image layer ``<labels> [weight map]``, reused when it fits.
 
     The layer takes the labels layer's scale, translation, units and transforms, so it
-    lies exactly on the labels.  Returns the layer.
+    lies exactly on the labels, and goes under them, translucent.  Returns the layer.
     """
     spatial = spatial_metadata(labels, _PLANE_LETTERS[: labels.ndim - 2] + "YX")
     name, top = weight_map_name(labels.name), float(weights.max()) or 1.0
@@ -43,14 +49,20 @@ def show_weight_map(viewer: Any, labels: Any, weights: np.ndarray) -> Any:
                 setattr(layer, key, value)
             layer.contrast_limits = (0.0, top)
             return layer
-    return viewer.add_image(
+    layer = viewer.add_image(
         weights,
         name=name,
         colormap="inferno",
         contrast_limits=(0.0, top),
+        # Translucent and added to what lies beneath, under the labels it was made from:
+        # the image and the painted objects stay in sight.
+        blending="additive",
+        opacity=OVERLAY_OPACITY,
         metadata={ROLE: "weight map"},
         **spatial,
     )
+    place_below(viewer, layer, labels)
+    return layer
 
 
 class WeightMapPreview:

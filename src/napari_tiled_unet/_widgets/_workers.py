@@ -24,7 +24,8 @@ import gc
 import queue
 import threading
 import traceback
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -156,12 +157,33 @@ def _model(model: Any, key: tuple[str, int, int]) -> Generator[ModelLoaded, None
     from napari_tiled_unet.core._keras import get_keras
     from napari_tiled_unet.core.model.files import UNetModel, load_model
 
-    get_keras()  # isolated from Mesa's LLVM, see _keras._isolated_dlopen
     if isinstance(model, UNetModel):
         return model
-    unet = load_model(model)
+    with _no_collection_pauses():
+        get_keras()  # isolated from Mesa's LLVM, see _keras._isolated_dlopen
+        unet = load_model(model)
     yield ModelLoaded(key, unet)
     return unet
+
+
+@contextmanager
+def _no_collection_pauses() -> Iterator[None]:
+    """Import TensorFlow and load a model without garbage-collection pauses in the viewer.
+
+    TensorFlow's import creates hundreds of thousands of Python objects, and a full
+    collection that it triggers holds the GIL, in whichever thread, for more than half a
+    second: the viewer freezes.  Collection waits until the model is loaded; then every
+    object alive is moved out of the collector's sight (:func:`gc.freeze`): modules,
+    classes and the model live as long as the session, and later collections skip them.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
 
 
 @dataclass(frozen=True)

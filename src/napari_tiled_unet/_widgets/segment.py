@@ -18,11 +18,12 @@ from napari_tiled_unet._widgets._export import ModelExport
 from napari_tiled_unet._widgets._form import OUTPUT_KINDS, SegmentForm
 from napari_tiled_unet._widgets._layers import spatial_metadata
 from napari_tiled_unet._widgets._live import LiveRun, RunCallbacks
-from napari_tiled_unet._widgets._segment_plan import RunPreview, relabel, show_cached_probabilities
+from napari_tiled_unet._widgets._relabel import Relabeller, Request
+from napari_tiled_unet._widgets._segment_plan import RunPreview, show_cached_probabilities
 from napari_tiled_unet._widgets._workers import Job, ModelLoaded, model_key
 from napari_tiled_unet.batch import settings as _settings
 from napari_tiled_unet.core import outputs
-from napari_tiled_unet.core.options import SegmentOptions
+from napari_tiled_unet.core.options import SegmentOptions, output_kind
 
 if TYPE_CHECKING:
     import napari
@@ -51,6 +52,7 @@ class SegmentWidget(DockWidget, SegmentForm):
         self._init_dock(napari_viewer)
         self._cache: dict[str, Any] | None = None
         self._preview = RunPreview()
+        self._relabeller = Relabeller(napari_viewer, self._on_failed)
         super().__init__()
         self._export = ModelExport(self._set_status)
         self.export_button = self._export.add_button(
@@ -123,10 +125,23 @@ class SegmentWidget(DockWidget, SegmentForm):
         self._relabel()
 
     def _relabel(self, force: bool = False) -> None:
-        """Recompute the labels from the cached probabilities (no network run)."""
+        """Recompute the labels from the cached probabilities, in a worker (no network run).
+
+        Returns at once; the labels layer changes when the worker is done (see
+        :class:`~napari_tiled_unet._widgets._relabel.Relabeller`).
+        """
         if self._cache is not None and (force or self._active is None):
-            kind = OUTPUT_KINDS[self.output.value]
-            relabel(self._viewer, self._cache, kind, self.threshold.value, self.min_size.value)
+            n_classes = self._cache["probabilities"].shape[-1]
+            kind = output_kind(n_classes, OUTPUT_KINDS[self.output.value])
+            request = Request(self._cache, kind, self.threshold.value, self.min_size.value)
+            self._relabeller.request(request)
+
+    @property
+    def worker(self) -> Any:
+        """The worker of the run in progress, else of the labels being recomputed, or None."""
+        if self._active is not None:
+            return self._active.worker
+        return self._relabeller.worker
 
     def _on_probabilities_changed(self, _: Any = None) -> None:
         self._save()
@@ -136,6 +151,7 @@ class SegmentWidget(DockWidget, SegmentForm):
     # ------------------------------------------------------------------ run
     def _start(self) -> None:
         job, info = self._prepare()
+        self._relabeller.discard()  # labels still being recomputed would overwrite the run's
         self._set_running(True)
         callbacks = RunCallbacks(
             model_loaded=self._on_model_loaded,

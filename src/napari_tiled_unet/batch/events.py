@@ -6,7 +6,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union
 
-from napari_tiled_unet.core.options import DEFAULT_MIN_CONTRAST, SegmentOptions
+from napari_tiled_unet.core.options import (
+    DEFAULT_MIN_CONTRAST,
+    DEFAULT_MIN_SIZE,
+    DEFAULT_OUTPUT,
+    SegmentOptions,
+    check_output,
+    output_kind,
+)
 
 __all__ = [
     "BatchEvent",
@@ -48,9 +55,11 @@ class BatchOptions(SegmentOptions):
     output : {"auto", "classes", "instances"}
         What ``<stem>_labels.tif`` holds: class labels, or instance labels (objects numbered
         per plane, uint16; needs whole planes).  "auto": instances for models with a border
-        class (3 classes), classes otherwise.
+        class (3 classes), classes otherwise
+        (:func:`~napari_tiled_unet.core.options.output_kind`).
     min_size : int
-        Instances smaller than this many pixels are dropped.
+        Instances smaller than this many pixels are dropped (default 20,
+        :data:`~napari_tiled_unet.core.options.DEFAULT_MIN_SIZE`).
     min_contrast : float
         Instances fainter than this fraction of the typical object of their plane are
         dropped (:func:`~napari_tiled_unet.core.postprocess.drop_faint`); 0 keeps all.
@@ -66,15 +75,12 @@ class BatchOptions(SegmentOptions):
     probability_dtype: str = "float32"
     overwrite: bool = False
     max_plane_bytes: int = 2**30
-    output: str = "auto"
-    min_size: int = 20
+    output: str = DEFAULT_OUTPUT
+    min_size: int = DEFAULT_MIN_SIZE
     min_contrast: float = DEFAULT_MIN_CONTRAST
 
     def __post_init__(self) -> None:
-        if self.output not in ("auto", "classes", "instances"):
-            raise ValueError(f"output must be auto, classes or instances, got {self.output!r}")
-        if self.min_size < 0:
-            raise ValueError(f"min_size must be >= 0, got {self.min_size!r}")
+        check_output(self.output, self.min_size)
         if not 0 <= self.min_contrast < 1:
             raise ValueError(f"min_contrast must be in [0, 1), got {self.min_contrast!r}")
         if self.probability_dtype not in ("float32", "float16"):
@@ -89,7 +95,7 @@ class BatchOptions(SegmentOptions):
 
     def instances_for(self, num_classes: int) -> bool:
         """Whether the labels written for a model of ``num_classes`` are instances."""
-        return self.output == "instances" or (self.output == "auto" and num_classes == 3)
+        return output_kind(num_classes, self.output) == "instances"
 
 
 @dataclass(frozen=True)

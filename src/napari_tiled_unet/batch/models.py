@@ -261,6 +261,6 @@ def model_target(name: str, *, overwrite: bool, folder: Path | None = None) -> P
     if path.exists() and not overwrite:
         raise ValueError(
             f"a model called {path.name!r} exists already; choose another name or tick "
-            "'Replace it'"
+            "'replace' next to Name"
         )
     return path

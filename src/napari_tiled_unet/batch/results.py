@@ -1,5 +1,9 @@
 """Read a finished batch output and its input for the viewer (no Qt, no layers).
 
+:func:`read_probabilities` reads ``<stem>_probabilities.tif`` with the classes last, as the
+Python API and napari have them, whichever layout the file has (an ImageJ hyperstack with
+classes as channels, or classes last).
+
 :func:`read_result` runs in a worker thread and returns arrays with the layer keywords that
 place them (axes, pixel size, channels); the Batch widget adds the layers on the main
 thread.  Uncompressed files (every output, most inputs) are memory-mapped copy-on-write, so
@@ -14,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["OpenedResult", "read_result"]
+__all__ = ["OpenedResult", "read_probabilities", "read_result"]
 
 # Units napari (pint) understands as written by our TIFF reader.
 _UNITS = {"um": "um", "nm": "nm", "mm": "mm", "cm": "cm", "m": "m", "inch": "inch"}
@@ -133,4 +137,38 @@ def read_result(labels_path: Path, input_path: Path, axes: str = "") -> OpenedRe
         _spatial(label_axes, calibration),
         image,
         image_kwargs,
+    )
+
+
+def read_probabilities(path: str | Path) -> np.ndarray:
+    """Read a probabilities output of the batch engine, classes on the last axis.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        ``<stem>_probabilities.tif``: an ImageJ hyperstack whose channels are the classes
+        (float32 outputs under 4 GB), or a shaped TIFF with the classes last.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(planes..., Y, X, classes)``, the file's pixel type (float32 or float16).
+
+    Raises
+    ------
+    ValueError
+        With one line, when the file has no class axis.
+    """
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        series = tif.series[0]
+        axes, data, imagej = series.axes.upper(), series.asarray(), tif.is_imagej
+    if imagej and "C" in axes:  # TZCYX: classes are the channels
+        return np.moveaxis(data, axes.index("C"), -1)
+    if axes.endswith(("C", "S")):
+        return data
+    raise ValueError(
+        f"{Path(path).name} has no class axis (axes {axes}); give a <stem>_probabilities.tif "
+        "written by napari-tiled-unet segment --probabilities"
     )

@@ -4,6 +4,11 @@ No Qt here: a widget reads the values when it opens, writes them when they chang
 "Restore defaults" writes its defaults (:data:`SEGMENT_DEFAULTS`, :data:`BATCH_DEFAULTS`,
 :data:`TRAIN_DEFAULTS`) back.  A missing, unreadable or outdated file silently falls back
 to the defaults, key by key.
+
+Files carry a format version (:data:`SETTINGS_VERSION`).  A widget writes every value, the
+untouched defaults too, so a file from before version 2 holds the Segment widget's old
+defaults ("class labels", minimum size 0) whether or not anyone chose them; on reading, a
+value that equals a default retired since (:data:`_RETIRED_DEFAULTS`) gives way to today's.
 """
 
 from __future__ import annotations
@@ -14,8 +19,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from napari_tiled_unet.core.options import DEFAULT_MIN_SIZE
+
 __all__ = [
     "BATCH_DEFAULTS",
+    "SETTINGS_VERSION",
     "SEGMENT_DEFAULTS",
     "TRAIN_DEFAULTS",
     "batch_settings_path",
@@ -33,9 +41,10 @@ SEGMENT_DEFAULTS: dict[str, Any] = {
     "low": 1.0,
     "high": 99.8,
     "tile_size": 0,
-    "output": "class labels",
+    # "auto": instance labels for models with a border class (core.options.output_kind).
+    "output": "auto",
     "threshold": 0.5,
-    "min_size": 0,
+    "min_size": DEFAULT_MIN_SIZE,
     "probabilities": False,
     "object_size": "auto",
 }
@@ -71,6 +80,13 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "sigma": 5.0,
     "model_name": "my_unet",
 }
+
+
+#: Format of the settings files; version 2 made the output policy the core's.
+SETTINGS_VERSION = 2
+_VERSION_KEY = "version"
+#: Defaults of files older than version 2 that are defaults no more, per key.
+_RETIRED_DEFAULTS: dict[str, Any] = {"output": "class labels", "min_size": 0}
 
 
 def _config_file(name: str) -> Path:
@@ -118,7 +134,7 @@ def load_settings(
     -------
     dict
         One entry per key of ``defaults``; stored values of the wrong type and unknown keys
-        are ignored.
+        are ignored, and so are old defaults in files older than :data:`SETTINGS_VERSION`.
     """
     defaults = SEGMENT_DEFAULTS if defaults is None else defaults
     values = dict(defaults)
@@ -127,6 +143,9 @@ def load_settings(
     except (OSError, ValueError):
         return values
     if isinstance(stored, dict):
+        version = stored.get(_VERSION_KEY, 1)
+        if not isinstance(version, int) or version < SETTINGS_VERSION:
+            stored = {k: v for k, v in stored.items() if _RETIRED_DEFAULTS.get(k, ...) != v}
         for key, default in defaults.items():
             if key in stored and _same_kind(stored[key], default):
                 values[key] = type(default)(stored[key])
@@ -143,7 +162,8 @@ def save_settings(
     """
     path = path or settings_path()
     defaults = SEGMENT_DEFAULTS if defaults is None else defaults
-    known = {key: values[key] for key in defaults if key in values}
+    known: dict[str, Any] = {_VERSION_KEY: SETTINGS_VERSION}
+    known.update({key: values[key] for key in defaults if key in values})
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".settings.", suffix=".json", dir=path.parent)

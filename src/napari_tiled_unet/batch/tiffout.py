@@ -10,7 +10,10 @@ give the same bytes.
 Formats:
 
 - ``"imagej"``: ImageJ hyperstack (axes a subset of TZ, then YX), with resolution, unit,
-  Z spacing and frame interval, for outputs below 4 GB;
+  Z spacing and frame interval, for outputs below 4 GB.  float32 probabilities
+  (``...YXC``) are written so too, classes as ImageJ's channels (TZCYX order: each class
+  of a plane is a page), with the calibration of the labels; ImageJ reads 32-bit floats
+  but not 16-bit ones, so float16 probabilities stay shaped;
 - ``"ome"``: OME-TIFF in BigTIFF for labels of 4 GB and more (Fiji opens it with
   Bio-Formats), with physical sizes;
 - ``"shaped"``: tifffile's shaped TIFF (axes in JSON; BigTIFF when needed) for everything
@@ -42,13 +45,23 @@ BIGTIFF_THRESHOLD = 2**32 - 2**25
 _PARTIAL = ".partial"
 
 
-def choose_format(axes: str, nbytes: int, *, threshold: int | None = None) -> str:
-    """Pick ``"imagej"``, ``"ome"`` or ``"shaped"`` for an output (see the module docs)."""
-    leading = axes[:-2]
-    hyperstack = axes.endswith("YX") and "".join(a for a in "TZ" if a in leading) == leading
+def choose_format(
+    axes: str, nbytes: int, *, threshold: int | None = None, dtype: Any = np.float32
+) -> str:
+    """Pick ``"imagej"``, ``"ome"`` or ``"shaped"`` for an output (see the module docs).
+
+    ``axes`` ending in ``C`` are probabilities, classes last; ``dtype`` is their type.
+    """
+    classes = axes.endswith("C")
+    spatial = axes[:-1] if classes else axes
+    leading = spatial[:-2]
+    hyperstack = spatial.endswith("YX") and "".join(a for a in "TZ" if a in leading) == leading
+    small = nbytes < (threshold or BIGTIFF_THRESHOLD)
     if not hyperstack:
         return "shaped"
-    return "imagej" if nbytes < (threshold or BIGTIFF_THRESHOLD) else "ome"
+    if classes:
+        return "imagej" if small and np.dtype(dtype) == np.float32 else "shaped"
+    return "imagej" if small else "ome"
 
 
 def _partial_name(path: Path) -> Path:
@@ -181,10 +194,12 @@ class TiffOutput:
         self.dtype = np.dtype(dtype)
         self.nbytes = int(np.prod(self.shape)) * self.dtype.itemsize
         threshold = threshold or BIGTIFF_THRESHOLD
-        self.format = choose_format(axes, self.nbytes, threshold=threshold)
+        self.format = choose_format(axes, self.nbytes, threshold=threshold, dtype=self.dtype)
         self.bigtiff = self.nbytes >= threshold
         self._calibration = calibration
         self._page_dims = 3 if axes.endswith("C") else 2
+        #: Classes as ImageJ channels: every class of a plane is a page of its own.
+        self._channels = self.shape[-1] if self._page_dims == 3 and self.format == "imagej" else 0
         self._partial = _partial_name(self.path)
         self._handle: Any = None
         self._offset = 0
@@ -195,14 +210,17 @@ class TiffOutput:
 
         remove_stale_partials(self.path)
         cal = self._calibration
+        shape, axes = self.shape, self.axes
+        if self._channels:  # ...YXC -> ...CYX, ImageJ's order
+            shape, axes = (*shape[:-3], shape[-1], *shape[-3:-1]), axes[:-3] + "CYX"
         options: dict[str, Any] = {
-            "shape": self.shape,
+            "shape": shape,
             "dtype": self.dtype,
             "photometric": "minisblack",
             "returnoffset": True,
-            "metadata": _metadata(self.format, self.axes, cal, self.path.name),
+            "metadata": _metadata(self.format, axes, cal, self.path.name),
         }
-        if self._page_dims == 3:
+        if self._page_dims == 3 and not self._channels:
             options["planarconfig"] = "contig"
         if cal.resolution is not None:
             options["resolution"] = cal.resolution
@@ -228,14 +246,27 @@ class TiffOutput:
         return int(np.prod(self.shape[-self._page_dims :])) * self.dtype.itemsize
 
     def write(self, page: int, data: np.ndarray, row: int = 0) -> None:
-        """Write rows ``row, row + 1, ...`` of page number ``page`` (pages in file order)."""
-        data = np.ascontiguousarray(data, dtype=self.dtype)
+        """Write rows ``row, row + 1, ...`` of page number ``page`` (pages in file order).
+
+        A page is a plane of the output (``(Y, X)``, or ``(Y, X, classes)`` for
+        probabilities), whatever the file's layout.
+        """
+        data = np.asarray(data, dtype=self.dtype)
         if data.shape[1:] != self.shape[-self._page_dims + 1 :]:
             raise ValueError(f"rows of shape {data.shape[1:]} do not fit pages of {self.shape}")
-        row_bytes = data[:1].nbytes
-        self._handle.seek(self._offset + page * self.page_bytes + row * row_bytes)
-        self._handle.write(data.data)
-        self._written += data.nbytes
+        if not self._channels:
+            self._put(page * self.page_bytes, row, np.ascontiguousarray(data))
+            return
+        plane_bytes = self.page_bytes // self._channels
+        for channel in range(self._channels):
+            start = (page * self._channels + channel) * plane_bytes
+            self._put(start, row, np.ascontiguousarray(data[..., channel]))
+
+    def _put(self, start: int, row: int, rows: np.ndarray) -> None:
+        """Write ``rows`` at row ``row`` of the page that starts ``start`` bytes in."""
+        self._handle.seek(self._offset + start + row * rows[:1].nbytes)
+        self._handle.write(rows.data)
+        self._written += rows.nbytes
 
     def commit(self) -> Path:
         """Flush to disk and rename into place; return the final path."""

@@ -49,6 +49,7 @@ def run_demo(outdir: Path, *, model: Path | None = None) -> DemoResult:
     from napari_tiled_unet.batch.png import overlay, write_png
     from napari_tiled_unet.batch.segment import segment
     from napari_tiled_unet.core.model.files import load_model
+    from napari_tiled_unet.core.options import DEFAULT_MIN_SIZE, output_kind
     from napari_tiled_unet.core.outputs import instances_of
     from napari_tiled_unet.data import nuclei2d
 
@@ -61,9 +62,10 @@ def run_demo(outdir: Path, *, model: Path | None = None) -> DemoResult:
     image, _ = nuclei2d()
     start = time.perf_counter()
     result = segment(unet, image)
-    labels = instances_of(result.labels, unet.spec.num_classes, min_size=20, image=image).astype(
-        np.uint16
-    )
+    n_classes, labels = unet.spec.num_classes, result.labels
+    if output_kind(n_classes) == "instances":  # the policy of every entry point
+        labels = instances_of(labels, n_classes, min_size=DEFAULT_MIN_SIZE, image=image)
+        labels = labels.astype(np.uint16)
     seconds = time.perf_counter() - start
     outdir.mkdir(parents=True, exist_ok=True)
     labels_path, overlay_path = outdir / "nuclei2d_labels.tif", outdir / "nuclei2d_overlay.png"

@@ -14,7 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from napari_tiled_unet.cli.errors import EXIT_FAILED, EXIT_INTERRUPTED, USER_ERRORS, fail, one_line
-from napari_tiled_unet.core.options import DEFAULT_MIN_CONTRAST
+from napari_tiled_unet.core.options import (
+    DEFAULT_MIN_CONTRAST,
+    DEFAULT_MIN_SIZE,
+    DEFAULT_OUTPUT,
+    OUTPUT_CHOICES,
+)
 
 __all__ = ["add_segment_parser", "run_segment"]
 
@@ -37,6 +42,13 @@ def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
     return value
 
 
@@ -109,7 +121,8 @@ def add_segment_parser(commands: Any) -> argparse.ArgumentParser:
     add(
         "--probabilities",
         action="store_true",
-        help="also write <stem>_probabilities.tif, classes last (example: --probabilities)",
+        help="also write <stem>_probabilities.tif: float32 as an ImageJ hyperstack with the "
+        "classes as channels (TZCYX), float16 with the classes last (example: --probabilities)",
     )
     add(
         "--probability-dtype",
@@ -120,19 +133,19 @@ def add_segment_parser(commands: Any) -> argparse.ArgumentParser:
     add(
         "--output",
         dest="labels_output",
-        choices=("auto", "classes", "instances"),
-        default="auto",
+        choices=OUTPUT_CHOICES,
+        default=DEFAULT_OUTPUT,
         help="what <stem>_labels.tif holds: class labels, or instance labels (each object its "
-        "own number, per plane); auto = instances for models with a border class, such as "
-        "the bundled one (example: --output classes)",
+        f"own number, per plane); default: {DEFAULT_OUTPUT} = instances for models with a "
+        "border class, such as the bundled one, classes otherwise (example: --output classes)",
     )
     add(
         "--min-size",
-        type=int,
-        default=20,
+        type=_non_negative,
+        default=DEFAULT_MIN_SIZE,
         metavar="PX",
-        help="with instance labels, drop objects smaller than this many pixels "
-        "(example: --min-size 50)",
+        help="with instance labels, drop objects smaller than this many pixels; default: "
+        f"{DEFAULT_MIN_SIZE} (example: --min-size 50)",
     )
     add(
         "--min-contrast",

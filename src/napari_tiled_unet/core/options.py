@@ -3,21 +3,82 @@
 :class:`SegmentOptions` holds what :func:`napari_tiled_unet.segment`, ``iter_segment``,
 ``segment_lazy`` and batch runs share (axes, tiling, normalisation, object size).  The
 public functions still take these as keywords; they build the object once and pass it on.
+
+The output policy lives here too, so that the Segment widget, the Batch widget, the command
+line and the demo make the same labels by default: :data:`DEFAULT_OUTPUT` ("auto") means
+instance labels for models with a border class (background, interior, border) and class
+labels otherwise (:func:`output_kind`), and instances smaller than :data:`DEFAULT_MIN_SIZE`
+pixels are dropped.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
-__all__ = ["DEFAULT_MIN_CONTRAST", "SegmentOptions"]
+__all__ = [
+    "DEFAULT_MIN_CONTRAST",
+    "DEFAULT_MIN_SIZE",
+    "DEFAULT_OUTPUT",
+    "OUTPUT_CHOICES",
+    "SegmentOptions",
+    "check_output",
+    "output_kind",
+]
 
+#: What the labels hold unless asked otherwise (see :func:`output_kind`).
+DEFAULT_OUTPUT = "auto"
+#: Instances smaller than this many pixels are dropped unless asked otherwise.
+DEFAULT_MIN_SIZE = 20
 #: Instances fainter than this fraction of the typical object of their plane are dropped
 #: (see :func:`napari_tiled_unet.core.postprocess.drop_faint`).  Otsu's threshold sits near
 #: half-way between the background and a typical nucleus, so 0.3 still keeps nuclei that a
 #: global threshold misses; on hand-annotated nuclei (DSB2018) F1 levels off from 0.3 on.
 DEFAULT_MIN_CONTRAST = 0.3
+#: The output requests every entry point accepts.
+OUTPUT_CHOICES = ("auto", "classes", "instances")
+#: Classes of a model with a border class: background, interior, border.
+_BORDER_MODEL_CLASSES = 3
+
+
+def check_output(requested: str, min_size: int = DEFAULT_MIN_SIZE) -> None:
+    """Refuse an unknown output request or a negative minimum size (one-line ValueError)."""
+    if requested not in OUTPUT_CHOICES:
+        raise ValueError(
+            f"output must be one of {', '.join(OUTPUT_CHOICES)}, got {requested!r}; "
+            f"leave it at {DEFAULT_OUTPUT!r} for the model's natural output"
+        )
+    if min_size < 0:
+        raise ValueError(f"the minimum object size must be 0 or more pixels, got {min_size!r}")
+
+
+def output_kind(
+    n_classes: int, requested: str = DEFAULT_OUTPUT
+) -> Literal["classes", "instances"]:
+    """Return what the labels of a model with ``n_classes`` classes hold for ``requested``.
+
+    Parameters
+    ----------
+    n_classes : int
+        Output classes of the model (background included).
+    requested : {"auto", "classes", "instances"}
+        ``"auto"``: instances for models with a border class (3 classes), so that touching
+        objects come out separate; class labels otherwise.
+
+    Returns
+    -------
+    {"classes", "instances"}
+
+    Examples
+    --------
+    >>> output_kind(3), output_kind(2), output_kind(2, "instances")
+    ('instances', 'classes', 'instances')
+    """
+    check_output(requested)
+    if requested == "auto":
+        return "instances" if n_classes == _BORDER_MODEL_CLASSES else "classes"
+    return "instances" if requested == "instances" else "classes"
 
 
 @dataclass(frozen=True)

@@ -70,11 +70,14 @@ def foreground_probability(probabilities: np.ndarray) -> np.ndarray:
 
 
 def class_labels(probabilities: np.ndarray, *, threshold: float = 0.5) -> np.ndarray:
-    """Class labels with a foreground-probability threshold.
+    """Class labels with a foreground threshold; at 0.5 exactly the argmax.
 
-    A pixel is background (0) unless its :func:`foreground_probability` exceeds
-    ``threshold``; a foreground pixel takes the most probable foreground class.  With two
-    classes and ``threshold=0.5`` this is exactly the argmax (ties go to background).
+    A pixel takes its most probable foreground class when that class's probability
+    exceeds the background's by the odds ``threshold / (1 - threshold)``, and is background
+    (0) otherwise.  At ``threshold=0.5`` (odds 1) this is the argmax of the probabilities
+    (ties go to background), the labels of :func:`napari_tiled_unet.segment` and of the
+    batch engine, for any number of classes; with two classes it is ``p[..., 1] >
+    threshold``.  Regions never computed (all-zero probabilities) are background.
 
     Parameters
     ----------
@@ -94,11 +97,12 @@ def class_labels(probabilities: np.ndarray, *, threshold: float = 0.5) -> np.nda
     if not 0.0 <= float(threshold) < 1.0:
         raise ValueError(f"the threshold must be in [0, 1), got {threshold!r}")
     dtype = np.min_scalar_type(probs.shape[-1] - 1)
-    foreground = foreground_probability(probs) > threshold
-    if probs.shape[-1] == 2:
-        return foreground.astype(dtype)
-    best = np.argmax(probs[..., 1:], axis=-1) + 1
-    return np.where(foreground, best, 0).astype(dtype)
+    odds = float(threshold) / (1.0 - float(threshold))
+    foreground = probs[..., 1:]
+    best = np.argmax(foreground, axis=-1)
+    best_p = np.take_along_axis(foreground, best[..., None], axis=-1)[..., 0]
+    wins = best_p > probs[..., 0] * odds  # odds 1.0: exactly best_p > background
+    return np.where(wins, best + 1, 0).astype(dtype)
 
 
 def canonical_view(array: np.ndarray, axes: str) -> np.ndarray:

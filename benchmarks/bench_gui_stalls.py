@@ -1,0 +1,152 @@
+"""How long napari's main thread stalls while the Segment widget works.
+
+Opens napari (under Xvfb when there is no display), puts a 5 x 1024 x 1024 stack made of
+the nuclei sample in it and segments the whole stack with the bundled model through the
+widget's own Run button.  A 20 ms QTimer ticks on the main thread throughout; the longest
+gap between two ticks is the longest time the viewer could not react.  Measured:
+
+- the first run, which loads the model (and imports TensorFlow) in the worker;
+- a second run (the model is kept);
+- a change of Threshold, and one of Min. size (labels recomputed from the cached
+  probabilities, no network run).
+
+Usage (from the repository root)::
+
+    python benchmarks/bench_gui_stalls.py [--planes 5] [--size 1024]
+
+Prints a table; nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = ROOT / "src" / "napari_tiled_unet" / "data" / "models" / "nuclei2d.keras"
+TICK_MS = 20
+
+
+def rerun_under_xvfb() -> None:
+    """Without a display, run this script again inside xvfb-run."""
+    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        return
+    xvfb = shutil.which("xvfb-run")
+    if xvfb is None:
+        sys.exit("no display and no xvfb-run: install Xvfb (apt install xvfb) or run on a desktop")
+    command = [xvfb, "-a", "-s", "-screen 0 1280x800x24", sys.executable, *sys.argv]
+    sys.exit(subprocess.call(command))
+
+
+def make_stack(planes: int, size: int) -> Any:
+    """The nuclei sample tiled to ``size`` px and shifted from plane to plane."""
+    import numpy as np
+
+    from napari_tiled_unet.data import nuclei2d
+
+    image, _ = nuclei2d()
+    reps = -(-size // image.shape[0]), -(-size // image.shape[1])
+    big = np.tile(image, reps)[:size, :size]
+    return np.stack([np.roll(big, 37 * z, axis=(0, 1)) for z in range(planes)])
+
+
+class Ticks:
+    """A 20 ms timer on the main thread that records when it fires."""
+
+    def __init__(self) -> None:
+        from qtpy.QtCore import QTimer
+
+        self.times: list[float] = []
+        self._timer = QTimer()
+        self._timer.setInterval(TICK_MS)
+        self._timer.timeout.connect(lambda: self.times.append(time.perf_counter()))
+
+    def measure(self, action: Any, done: Any, timeout: float = 1800) -> tuple[float, float, int]:
+        """Run ``action`` inside the event loop; return (seconds, longest gap, gaps > 100 ms)."""
+        from qtpy.QtCore import QTimer
+        from qtpy.QtWidgets import QApplication
+
+        app = QApplication.instance()
+        self.times = []
+        self._timer.start()
+        start = time.perf_counter()
+        QTimer.singleShot(2 * TICK_MS, action)
+        while time.perf_counter() - start < 0.1 or not done():
+            app.processEvents()
+            time.sleep(0.002)
+            if time.perf_counter() - start > timeout:
+                sys.exit("timed out")
+        seconds = time.perf_counter() - start
+        self._timer.stop()
+        gaps = [b - a for a, b in zip(self.times, self.times[1:])]
+        return seconds, max(gaps, default=0.0), sum(g > 0.1 for g in gaps)
+
+
+def main(argv: list[str] | None = None) -> None:
+    rerun_under_xvfb()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--planes", type=int, default=5)
+    parser.add_argument("--size", type=int, default=1024)
+    args = parser.parse_args(argv)
+    folder = Path(tempfile.mkdtemp(prefix="ntu-stalls-"))
+    os.environ["XDG_CONFIG_HOME"] = str(folder / "config")  # the user's settings untouched
+    os.environ["NAPARI_TILED_UNET_MODELS"] = str(folder / "models")
+
+    import napari
+    from napari.settings import get_settings
+
+    get_settings().application.gui_notification_level = "error"
+    viewer = napari.Viewer(title="bench_gui_stalls")
+    viewer.window.resize(1280, 800)
+    stack = make_stack(args.planes, args.size)
+    viewer.add_image(stack, name="stack")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-tiled-unet", "Segment")
+    widget.model.reset_choices()
+    widget.model.value = str(MODEL)
+    widget.stack.value = "whole stack"
+    ticks = Ticks()
+    idle = widget.worker is None
+
+    def not_busy() -> bool:
+        return widget.worker is None
+
+    rows = []
+    for name in ("first run (model load)", "second run"):
+        result = ticks.measure(widget.run, not_busy)
+        rows.append((name, *result, widget.status.value))
+
+    def set_threshold() -> None:
+        widget.threshold.value = 0.3
+
+    def set_min_size() -> None:
+        widget.min_size.value = 60
+
+    for name, action in (
+        ("re-threshold 0.5 -> 0.3", set_threshold),
+        ("min size 20 -> 60", set_min_size),
+    ):
+        result = ticks.measure(action, not_busy)
+        rows.append(
+            (name, *result, f"{int(viewer.layers['stack [unet labels]'].data.max())} objects")
+        )
+    viewer.close()
+    shutil.rmtree(folder, ignore_errors=True)
+
+    print(
+        f"Segment widget, {args.planes} x {args.size} x {args.size} stack, {MODEL.name}, "
+        f"{os.cpu_count()} CPU cores, {TICK_MS} ms timer on the main thread (idle before: {idle})"
+    )
+    print(f"{'phase':<26} {'seconds':>8} {'longest gap ms':>15} {'gaps >100 ms':>13}  status")
+    for name, seconds, gap, slow, status in rows:
+        print(f"{name:<26} {seconds:>8.1f} {gap * 1000:>15.0f} {slow:>13d}  {status}")
+
+
+if __name__ == "__main__":
+    main()
