@@ -253,6 +253,7 @@ def test_parameters_persist_and_restore_defaults(make_napari_viewer, model_files
     widget.probabilities.value, widget.probability_dtype.value = True, "float16"
     widget.overwrite.value = True
     stored = json.loads((tmp_path / "batch.json").read_text())
+    assert stored.pop("version") == _settings.SETTINGS_VERSION
     assert set(stored) == set(_settings.BATCH_DEFAULTS)
     assert stored["input_folder"] == str(tmp_path / "in") and stored["tile_size"] == 200
     assert stored["model"] == str(model_files["tiny"].resolve())

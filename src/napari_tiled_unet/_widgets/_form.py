@@ -47,6 +47,7 @@ _FIELDS = (
     "output",
     "threshold",
     "min_size",
+    "min_contrast",
     "probabilities",
     "object_size",
 )
@@ -83,6 +84,13 @@ class SegmentForm(DockForm):
         self.min_size = SpinBox(
             label="Min. size (px)", min=0, max=1_000_000, value=SEGMENT_DEFAULTS["min_size"]
         )
+        self.min_contrast = FloatSpinBox(
+            label="Min. contrast",
+            min=0.0,
+            max=0.95,
+            step=0.05,
+            value=SEGMENT_DEFAULTS["min_contrast"],
+        )
         self.probabilities = CheckBox(text="Add probabilities (one layer per class)")
         self.run_button = PushButton(text="Run")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
@@ -98,7 +106,8 @@ class SegmentForm(DockForm):
                 *(self.axes, self.stack, self.normalize, self.low, self.high),
                 self.object_size,
                 *(tiles, self.plan_info),
-                *(self.output, self.threshold, self.min_size, self.probabilities),
+                *(self.output, self.threshold, self.min_size, self.min_contrast),
+                self.probabilities,
                 *(buttons, self.status, self.defaults_button),
             ]
         )
@@ -130,6 +139,9 @@ class SegmentForm(DockForm):
             self.threshold: "Foreground-probability threshold: lower grows objects, higher "
             "shrinks them. Changes apply at once, without running the network again.",
             self.min_size: "Objects smaller than this (pixels) are dropped.",
+            self.min_contrast: "Objects fainter than this fraction of the typical object of "
+            "their plane (mean intensity above the local background) are dropped: out-of-"
+            "focus ghosts and debris. 0 keeps every object.",
             self.probabilities: "Also show the network's class probabilities, one translucent "
             "image layer per class ('<image> P(<class>)'), under the labels.",
         }
@@ -164,4 +176,5 @@ class SegmentForm(DockForm):
         """Show (or enable) the fields that matter for the current choices only."""
         self.low.visible = self.high.visible = self.normalize.value == "percentiles"
         self.min_size.visible = self.output.value != "class labels"
+        self.min_contrast.visible = self.min_size.visible
         self.tile_size.enabled = not self.tile_auto.value

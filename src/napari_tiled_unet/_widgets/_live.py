@@ -188,6 +188,9 @@ class LiveRun:
                 "layer": self.snapshot.layer,
                 "image": self._info["layer"],
                 "spatial": self._info["spatial"],
+                # What was segmented, for the contrast of the instances.
+                "pixels": self._job.image,
+                "pixel_axes": self._job.options.axes,
             }
         )
 

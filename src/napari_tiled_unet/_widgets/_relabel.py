@@ -1,7 +1,7 @@
 """Labels from a finished run's probabilities, recomputed off the main thread.
 
-A change of Threshold, Output or Min. size asks :class:`Relabeller` for new labels; the
-labels are computed in a worker thread (:func:`napari_tiled_unet.core.outputs.
+A change of Threshold, Output, Min. size or Min. contrast asks :class:`Relabeller` for new
+labels; the labels are computed in a worker thread (:func:`napari_tiled_unet.core.outputs.
 labels_from_probabilities`, numpy and scipy only: napari's thread pool is fine here) and
 written into the labels layer on the main thread.  While one computation runs, newer
 requests replace each other and only the latest is computed next: dragging the threshold
@@ -30,16 +30,22 @@ class Request:
     kind: str
     threshold: float
     min_size: int
+    min_contrast: float = 0.0
 
 
 def _compute(request: Request) -> Any:
     cache = request.cache
+    pixels = cache.get("pixels")
+    if pixels is not None and request.min_contrast:
+        pixels = outputs.channels_last(pixels, cache.get("pixel_axes") or "")
     return outputs.labels_from_probabilities(
         cache["probabilities"],
         axes=cache["axes"],
         kind=request.kind,  # type: ignore[arg-type]
         threshold=request.threshold,
         min_size=request.min_size,
+        image=pixels,
+        min_contrast=request.min_contrast,
     )
 
 

@@ -63,7 +63,7 @@ class SegmentWidget(DockWidget, SegmentForm):
         options = (self.stack, self.normalize, self.low, self.high, self.tile_auto)
         for option in (*options, self.tile_size, self.object_size):
             option.changed.connect(self._on_option_changed)
-        for output_option in (self.output, self.threshold, self.min_size):
+        for output_option in (self.output, self.threshold, self.min_size, self.min_contrast):
             output_option.changed.connect(self._on_output_changed)
         self.probabilities.changed.connect(self._on_probabilities_changed)
         self._follow_layers(self._on_layers_changed)
@@ -133,7 +133,13 @@ class SegmentWidget(DockWidget, SegmentForm):
         if self._cache is not None and (force or self._active is None):
             n_classes = self._cache["probabilities"].shape[-1]
             kind = output_kind(n_classes, OUTPUT_KINDS[self.output.value])
-            request = Request(self._cache, kind, self.threshold.value, self.min_size.value)
+            request = Request(
+                self._cache,
+                kind,
+                self.threshold.value,
+                self.min_size.value,
+                self.min_contrast.value,
+            )
             self._relabeller.request(request)
 
     @property

@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from napari_tiled_unet.core.options import DEFAULT_MIN_SIZE
+from napari_tiled_unet.core.options import DEFAULT_MIN_CONTRAST, DEFAULT_MIN_SIZE
 
 __all__ = [
     "BATCH_DEFAULTS",
@@ -45,6 +45,7 @@ SEGMENT_DEFAULTS: dict[str, Any] = {
     "output": "auto",
     "threshold": 0.5,
     "min_size": DEFAULT_MIN_SIZE,
+    "min_contrast": DEFAULT_MIN_CONTRAST,
     "probabilities": False,
     "object_size": "auto",
 }
