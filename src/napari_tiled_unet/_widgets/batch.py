@@ -30,6 +30,7 @@ from napari_tiled_unet._widgets._batch_text import (
     summary_line,
 )
 from napari_tiled_unet._widgets._dock import DockWidget, make_worker
+from napari_tiled_unet._widgets._run_fields import run_options
 from napari_tiled_unet._widgets._workers import (
     BatchJob,
     ModelLoaded,
@@ -124,6 +125,7 @@ class BatchWidget(DockWidget, BatchForm):
             probabilities=bool(self.probabilities.value),
             probability_dtype=self.probability_dtype.value,
             overwrite=bool(self.overwrite.value),
+            **run_options(self),
         )
         model = self._loaded_for(path) or path
         return BatchJob(inputs, outdir, model, model_key(path), options), n_files
