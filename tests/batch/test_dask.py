@@ -161,3 +161,17 @@ def test_eager_segment_reads_a_dask_stack_plane_by_plane(stack):
         result = segment(unet, lazy_input, axes="ZYX", normalize=norm)
     assert isinstance(result.probabilities, np.ndarray)
     np.testing.assert_array_equal(result.probabilities, eager.probabilities)
+
+
+def test_lazy_runs_the_precision_and_augmentation_asked_for(monkeypatch):
+    from napari_tiled_unet.core import precision as precision_module
+
+    monkeypatch.setattr(precision_module, "cpu_has_bf16", lambda: True)
+    unet = tiny_unet(2, 4)
+    image = np.random.default_rng(5).random((2, 90, 70)).astype(np.float32)
+    options = {"axes": "ZYX", "normalize": None, "precision": "bfloat16", "tta": "flips"}
+    eager = segment(unet, image, **options)
+    plain = segment(unet, image, axes="ZYX", normalize=None)
+    lazy = segment_lazy(unet, image, **options)
+    np.testing.assert_allclose(lazy.probabilities.compute(), eager.probabilities, atol=1e-6)
+    assert np.abs(eager.probabilities - plain.probabilities).max() > 1e-3

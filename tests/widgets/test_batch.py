@@ -307,3 +307,20 @@ def test_widget_module_does_not_import_tensorflow():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_precision_budget_and_tta_fields_reach_the_batch_options(
+    make_napari_viewer, model_files, tmp_path
+):
+    (tmp_path / "in").mkdir()
+    tifffile.imwrite(tmp_path / "in" / "a.tif", np.zeros((40, 40), np.uint8))
+    viewer = make_napari_viewer()
+    widget = open_widget(viewer, tmp_path / "in", tmp_path / "out", model_files["tiny"])
+    widget.precision.value, widget.tta.value = "float16", True
+    widget.memory_budget.value = "1.5GiB"
+    job, _ = widget._prepare()
+    assert job.options.precision == "float16" and job.options.tta is True
+    assert job.options.memory_budget == 3 * 2**29
+    widget.memory_budget.value = "x"
+    with pytest.raises(ValueError, match="cannot read the memory size 'x'"):
+        widget._prepare()

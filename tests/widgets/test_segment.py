@@ -533,3 +533,21 @@ def test_widget_command_line_and_batch_make_the_same_labels(make_napari_viewer, 
     assert from_widget.max() > 1  # instance labels, several objects
     np.testing.assert_array_equal(from_widget, from_cli)
     np.testing.assert_array_equal(from_widget, from_batch)
+
+
+def test_precision_budget_and_tta_fields_reach_the_run(make_napari_viewer, model_files):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(3).random((300, 280)).astype(np.float32), name="i")
+    widget = open_widget(viewer, model_files["random"])
+    widget.precision.value, widget.tta.value = "bfloat16", True
+    widget.memory_budget.value = "2MB"
+    job, _ = widget._prepare()
+    assert job.options.precision == "bfloat16" and job.options.tta is True
+    assert job.options.memory_budget == 2 * 10**6
+    small = job.plan
+    widget.memory_budget.value = ""
+    job, _ = widget._prepare()
+    assert job.options.memory_budget is None and job.plan.tile_in[0] > small.tile_in[0]
+    widget.memory_budget.value = "plenty"
+    with pytest.raises(ValueError, match="cannot read the memory size 'plenty'"):
+        widget._prepare()

@@ -33,6 +33,7 @@ from napari_tiled_unet._widgets._form_parts import (
     tile_request,
     wrap_labels,
 )
+from napari_tiled_unet._widgets._run_fields import run_fields
 from napari_tiled_unet.batch import models as model_files
 
 __all__ = ["BatchForm", "NORMALIZE_CHOICES", "TABLE_COLUMNS"]
@@ -54,6 +55,9 @@ _FIELDS = (
     "probabilities",
     "probability_dtype",
     "overwrite",
+    "precision",
+    "memory_budget",
+    "tta",
 )
 _FOLDERS = ("input_folder", "output_folder")
 
@@ -74,6 +78,7 @@ class BatchForm(DockForm):
         self.axes = LineEdit(label="Axes")
         self.tile_auto = CheckBox(text="auto", value=True)
         self.tile_size = SpinBox(min=16, max=8192, step=16, value=572, enabled=False)
+        self.precision, self.memory_budget, self.tta = run_fields()
         self.normalize = ComboBox(label="Normalize", choices=tuple(NORMALIZE_CHOICES))
         self.object_size = LineEdit(label="Object size (px)", value="auto")
         self.probabilities = CheckBox(text="write")
@@ -93,6 +98,7 @@ class BatchForm(DockForm):
                 *(self.input_folder, self.pattern, self.output_folder),
                 *(self.model, self.model_file, self.model_info, self.axes),
                 row(self.tile_auto, self.tile_size, label="Tile size (px)"),
+                *(self.memory_budget, self.precision, self.tta),
                 self.normalize,
                 self.object_size,
                 row(self.probabilities, self.probability_dtype, label="Probabilities"),

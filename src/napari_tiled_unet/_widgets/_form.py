@@ -28,6 +28,7 @@ from napari_tiled_unet._widgets._form_parts import (
     tile_request,
     wrap_labels,
 )
+from napari_tiled_unet._widgets._run_fields import run_fields
 from napari_tiled_unet.batch import models as model_files
 from napari_tiled_unet.batch.settings import SEGMENT_DEFAULTS
 
@@ -48,6 +49,9 @@ _FIELDS = (
     "threshold",
     "min_size",
     "min_contrast",
+    "precision",
+    "memory_budget",
+    "tta",
     "probabilities",
     "object_size",
 )
@@ -70,6 +74,7 @@ class SegmentForm(DockForm):
         self.object_size = LineEdit(label="Object size (px)", value="auto")
         self.tile_auto = CheckBox(text="auto", value=True)
         self.tile_size = SpinBox(min=16, max=8192, step=16, value=572, enabled=False)
+        self.precision, self.memory_budget, self.tta = run_fields()
         tile_row: list[ValueWidget] = [self.tile_auto, self.tile_size]
         tiles = Container(
             widgets=tile_row,
@@ -105,7 +110,7 @@ class SegmentForm(DockForm):
                 *(self.image, self.model, self.model_file, self.model_info),
                 *(self.axes, self.stack, self.normalize, self.low, self.high),
                 self.object_size,
-                *(tiles, self.plan_info),
+                *(tiles, self.memory_budget, self.plan_info, self.precision, self.tta),
                 *(self.output, self.threshold, self.min_size, self.min_contrast),
                 self.probabilities,
                 *(buttons, self.status, self.defaults_button),

@@ -14,6 +14,7 @@ from typing import Any
 
 from napari_tiled_unet._widgets._dock import layer_data
 from napari_tiled_unet._widgets._layers import show_probabilities
+from napari_tiled_unet._widgets._run_fields import memory_request
 from napari_tiled_unet.core import outputs
 from napari_tiled_unet.core.sizing import Rescale
 from napari_tiled_unet.core.tiling import TilePlan
@@ -70,7 +71,10 @@ class RunPreview:
         rescale = self._rescale(data, layout, plane, form.object_size.value, model_size)
         if meta is None:
             return Preview(layout, rescale, None, plane)
-        plan = self._tiles(data.shape, layout, meta.spec, form.tile_request, rescale.factor)
+        budget = memory_request(form)
+        plan = self._tiles(
+            data.shape, layout, meta.spec, form.tile_request, rescale.factor, budget
+        )
         return Preview(layout, rescale, plan, plane)
 
     def _rescale(
@@ -86,12 +90,20 @@ class RunPreview:
         return self._scale[1]
 
     def _tiles(
-        self, shape: Any, layout: Any, spec: Any, tile_size: int, factor: float
+        self,
+        shape: Any,
+        layout: Any,
+        spec: Any,
+        tile_size: int,
+        factor: float,
+        budget: int | None = None,
     ) -> TilePlan:
         """Return the tile plan of a live run with these choices (planned once, shown, run)."""
-        key = (tuple(shape), layout.axes, spec, tile_size, factor)
+        key = (tuple(shape), layout.axes, spec, tile_size, factor, budget)
         if self._plan is None or self._plan[0] != key:
-            plan = outputs.plan_for_image(shape, layout, spec, tile_size=tile_size, factor=factor)
+            plan = outputs.plan_for_image(
+                shape, layout, spec, tile_size=tile_size, factor=factor, memory_budget=budget
+            )
             plan = plan.with_batch_size(outputs.live_batch_size(plan))  # as the run will
             self._plan = (key, plan)
         return self._plan[1]

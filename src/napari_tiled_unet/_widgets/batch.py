@@ -30,6 +30,7 @@ from napari_tiled_unet._widgets._batch_text import (
     summary_line,
 )
 from napari_tiled_unet._widgets._dock import DockWidget, make_worker
+from napari_tiled_unet._widgets._run_fields import run_options
 from napari_tiled_unet._widgets._workers import (
     BatchJob,
     ModelLoaded,
@@ -79,7 +80,8 @@ class BatchWidget(DockWidget, BatchForm):
         options = (self.tile_auto, self.tile_size, self.normalize, self.object_size)
         for widget in (*fields, *options, self.probabilities, self.probability_dtype):
             widget.changed.connect(self._on_option_changed)
-        self.overwrite.changed.connect(self._on_option_changed)
+        for widget in (self.overwrite, self.precision, self.memory_budget, self.tta):
+            widget.changed.connect(self._on_option_changed)
         self.open_button.clicked.connect(self.open_result)
         self.results.native.itemSelectionChanged.connect(self._table.on_selection)
         self.results.native.cellDoubleClicked.connect(lambda *_: self.open_result())
@@ -124,6 +126,7 @@ class BatchWidget(DockWidget, BatchForm):
             probabilities=bool(self.probabilities.value),
             probability_dtype=self.probability_dtype.value,
             overwrite=bool(self.overwrite.value),
+            **run_options(self),
         )
         model = self._loaded_for(path) or path
         return BatchJob(inputs, outdir, model, model_key(path), options), n_files

@@ -19,6 +19,7 @@ from napari_tiled_unet._widgets._form import OUTPUT_KINDS, SegmentForm
 from napari_tiled_unet._widgets._layers import spatial_metadata
 from napari_tiled_unet._widgets._live import LiveRun, RunCallbacks
 from napari_tiled_unet._widgets._relabel import Relabeller, Request
+from napari_tiled_unet._widgets._run_fields import run_options
 from napari_tiled_unet._widgets._segment_plan import RunPreview, show_cached_probabilities
 from napari_tiled_unet._widgets._workers import Job, ModelLoaded, model_key
 from napari_tiled_unet.batch import settings as _settings
@@ -61,7 +62,8 @@ class SegmentWidget(DockWidget, SegmentForm):
         self.image.changed.connect(self._guess_axes)
         self.axes.changed.connect(self._update_plan)
         options = (self.stack, self.normalize, self.low, self.high, self.tile_auto)
-        for option in (*options, self.tile_size, self.object_size):
+        run_fields = (self.memory_budget, self.precision, self.tta)
+        for option in (*options, self.tile_size, self.object_size, *run_fields):
             option.changed.connect(self._on_option_changed)
         for output_option in (self.output, self.threshold, self.min_size, self.min_contrast):
             output_option.changed.connect(self._on_output_changed)
@@ -185,6 +187,7 @@ class SegmentWidget(DockWidget, SegmentForm):
             batch_size=None if plan is None else plan.batch_size,
             normalize=self.normalizer(),
             object_size=rescale.object_size if rescale.active else "none",
+            **run_options(self),
         )
         planes = None if preview.plane is None else [preview.plane]
         model = self._loaded_for(path) or path

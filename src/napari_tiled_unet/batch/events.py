@@ -41,7 +41,11 @@ class BatchOptions(SegmentOptions):
     axes : str, optional
         Axes of every input (default: from each file's metadata).
     tile_size, memory_budget, batch_size :
-        Tiling, as for :func:`~napari_tiled_unet.segment`.
+        Tiling, as for :func:`~napari_tiled_unet.segment` (``memory_budget`` also as text,
+        e.g. ``"2GB"``).
+    precision, tta :
+        Arithmetic of the network and test-time augmentation, as for
+        :func:`~napari_tiled_unet.segment`.
     normalize : str
         "auto", "percentile" or "none".
     probabilities : bool
@@ -92,6 +96,15 @@ class BatchOptions(SegmentOptions):
         parse_object_size(self.object_size)
         if self.normalize not in ("auto", "percentile", "none"):
             raise ValueError(f"normalize must be auto, percentile or none, got {self.normalize!r}")
+        from napari_tiled_unet.core.precision import check_precision
+        from napari_tiled_unet.core.tta import parse_tta
+
+        check_precision(self.precision)
+        parse_tta(self.tta)
+        if isinstance(self.memory_budget, str):
+            from napari_tiled_unet.core.tiling import parse_bytes
+
+            parse_bytes(self.memory_budget)
 
     def instances_for(self, num_classes: int) -> bool:
         """Whether the labels written for a model of ``num_classes`` are instances."""

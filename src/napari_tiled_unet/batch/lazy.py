@@ -68,6 +68,7 @@ def _block(
     normalizer: Any,
     scales: np.ndarray | None,
     whole: bool,
+    runs: tuple[str, tuple[str, ...]] = ("float32", ()),
     block_info: dict[Any, Any] | None = None,
 ) -> np.ndarray:
     """Probabilities of one output chunk from its mirror-padded, overlapped input block."""
@@ -76,7 +77,7 @@ def _block(
     plane = tuple(start for start, _ in location[:-3])
     (y0, y1), (x0, x1) = location[-3], location[-2]
     data = block.reshape(block.shape[-3:])
-    unet = get_model(model)
+    unet = _runner(model, runs)
     scale = None
     if whole:  # the whole plane is in the block: same statistics as in memory
         h, w = plan.shape
@@ -113,6 +114,12 @@ def _block(
     return out.reshape((1,) * len(plane) + out.shape)
 
 
+def _runner(model: Any, runs: tuple[str, tuple[str, ...]]) -> Any:
+    """Return the model (loaded once per process) in the run's precision and augmentation."""
+    precision, tta = runs
+    return get_model(model).variant(precision=precision, tta=tta)
+
+
 def _rescaled_block(
     block: np.ndarray,
     *,
@@ -121,6 +128,7 @@ def _rescaled_block(
     normalizer: Any,
     shape: tuple[int, int],
     scales: np.ndarray | None,
+    runs: tuple[str, tuple[str, ...]] = ("float32", ()),
     block_info: Any = None,
 ) -> np.ndarray:
     """Probabilities of one whole plane, resampled to the model's scale and back."""
@@ -130,7 +138,7 @@ def _rescaled_block(
     data = block.reshape(block.shape[-3:])
     scale = None if scales is None else (scales[plane_index][0], scales[plane_index][1])
     plane = normalized_plane(data, normalizer, scale)
-    out = drain(rescaled_plane(get_model(model), plane, plan, shape))
+    out = drain(rescaled_plane(_runner(model, runs), plane, plan, shape))
     return out.reshape(block.shape[:-1] + out.shape[-1:])
 
 
@@ -159,16 +167,23 @@ def _rescaled_lazy(model: Any, unet: Any, job: Any, x: Any, chunks: Any) -> Segm
         chunks=(1,) * n + (height, width, unet.spec.num_classes),
         dtype=np.float32,
         meta=np.empty((0,) * (n + 3), np.float32),
-        name="unet-rescaled-" + tokenize(x.name, job.plan, job.normalizer, job.rescale, token),
+        name="unet-rescaled-"
+        + tokenize(x.name, job.plan, job.normalizer, job.rescale, token, _runs(job)),
         model=model if isinstance(model, ModelRef) else unet,
         plan=job.plan,
         normalizer=job.normalizer,
         shape=job.image_shape,
         scales=scales,
+        runs=_runs(job),
     )
     probs = probs.transpose([*job.layout.output_order(), probs.ndim - 1])
     names = unet.metadata.class_names
     return SegmentationResult(probs, job.layout.output_axes, names, job.plan, job.rescale)
+
+
+def _runs(job: Any) -> tuple[str, tuple[str, ...]]:
+    """Precision and test-time augmentation of a prepared job (what tasks must run)."""
+    return job.unet.precision, job.unet.tta
 
 
 def _dask_reducer(x: Any) -> Any:
@@ -301,12 +316,13 @@ def segment_lazy(
         chunks=(1,) * n + (tuple(ych), tuple(xch), (unet.spec.num_classes,)),
         dtype=np.float32,
         meta=np.empty((0,) * (n + 3), np.float32),
-        name="unet-" + tokenize(padded.name, plan, normalizer, scales, model_token),
+        name="unet-" + tokenize(padded.name, plan, normalizer, scales, model_token, _runs(job)),
         model=model if isinstance(model, ModelRef) else unet,
         plan=plan,
         normalizer=normalizer,
         scales=scales,
         whole=whole,
+        runs=_runs(job),
     )
     probs = probs.transpose([*job.layout.output_order(), probs.ndim - 1])
     return SegmentationResult(probs, job.layout.output_axes, unet.metadata.class_names, plan)

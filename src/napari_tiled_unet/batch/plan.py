@@ -106,9 +106,19 @@ class FileJob:
     streamed: bool
     rescale: Rescale = field(default_factory=Rescale)
 
-    def details(self) -> dict[str, Any]:
-        """Return what the run record keeps about the job."""
+    def details(self, unet: Any = None) -> dict[str, Any]:
+        """Return what the run record keeps about the job (run by ``unet``, if given)."""
         plan = self.plan
+        runs = {}
+        if unet is not None:
+            from napari_tiled_unet.core.memory import fallback_of
+
+            runs = {
+                "precision": unet.precision,
+                "tta": list(unet.tta),
+                "network_passes_per_tile": max(1, len(unet.tta)),
+                "memory_fallback": fallback_of(unet, plan),
+            }
         return {
             "output_axes": self.label_axes,
             "calibration": self.source.calibration.to_dict(),
@@ -116,6 +126,9 @@ class FileJob:
             "tile_out": list(plan.tile_out),
             "batch_size": plan.batch_size,
             "tiles_per_plane": plan.n_tiles,
+            "memory_budget_bytes": plan.memory_budget,
+            "activation_estimate_bytes": plan.memory_per_batch,
+            **runs,
             "normalization": None if self.normalizer is None else self.normalizer.to_dict(),
             "streamed": self.streamed,
             "object_size": self.rescale.to_dict() | {"summary": self.rescale.describe()},

@@ -75,6 +75,8 @@ _RECIPE = (
     "normalize",
     "probability_dtype",
     "object_size",
+    "precision",
+    "tta",
 )
 
 
@@ -240,7 +242,7 @@ def _segment_file(
         str(job.source.dtype),
         len(job.order),
         _since(start),
-        job.details(),
+        job.details(ctx.unet),
     )
 
 
@@ -334,14 +336,15 @@ def iter_batch(
         Before any work, with one line, when an input names nothing or the model cannot be
         loaded.
     """
-    from napari_tiled_unet.core.prepare import resolve_model
+    from napari_tiled_unet.core.prepare import resolve_model, runner
 
     opts = BatchOptions(**options)
     out = output_folder(outdir)
     files, problems = expand_inputs(inputs, exclude=out.resolve())
     if problems:
         raise ValueError(problems[0] + "; check the input paths")
-    unet = resolve_model(model)
+    base = resolve_model(model)
+    unet = runner(base, opts)  # in the run's precision, with its augmentation
     out.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
         if not _lock_folder(stack, out, _stopper(stop), record_extra):
@@ -352,7 +355,7 @@ def iter_batch(
             from napari_tiled_unet.batch.cluster import connect, dask_pages
 
             dask_client = client or stack.enter_context(connect(workers, scheduler))
-            pages = dask_pages(dask_client, model, unet, opts)
+            pages = dask_pages(dask_client, model, base, opts)
         else:
             pages = lambda job: local_pages(job, unet, opts)  # noqa: E731
         given = frozenset(p.resolve() for p in files)

@@ -65,8 +65,11 @@ def segment(
     tile_size : int or (int, int), optional
         Input tile size; invalid sizes are rounded to the nearest valid one with a warning.
         Default: chosen from ``memory_budget``.
-    memory_budget : int, optional
-        Activation memory per network call in bytes (default 2 GiB).
+    memory_budget : int or str, optional
+        Activation memory per network call: bytes or text such as ``"300MB"``, ``"2GB"``,
+        ``"1.5GiB"``.  Default: a quarter of the memory available when the run starts
+        (between 256 MiB and 8 GiB).  A call that still runs out of memory is retried with
+        half the batch, then with smaller tiles, with one warning; the result is the same.
     batch_size : int, optional
         Tiles per network call (default: as many as the budget allows, at most 16).
     normalize : {"auto", "percentile"}, PercentileNormalizer or None
@@ -80,6 +83,16 @@ def segment(
         (:func:`napari_tiled_unet.core.sizing.estimate_object_size`), ``"none"`` segments the
         image as it is.  None (default): ``"auto"`` for models that record their object
         size, ``"none"`` for the others.  ``result.rescale`` says what was done.
+    precision : {"float32", "bfloat16", "float16"}
+        Arithmetic of the network's convolutions; the softmax and everything after it stay
+        float32.  bfloat16 needs a CPU with ``avx512_bf16``/``amx_bf16`` or a GPU, float16 a
+        GPU; elsewhere the run uses float32 with one warning.  Tiling stays exact: the tiled
+        result equals one whole-image pass at the same precision.
+    tta : bool, str or sequence of str
+        Test-time augmentation: average the softmax over the 8 flips and rotations (True or
+        ``"all"``), over the identity and the flips (``"flips"``), or over named transforms
+        (see :data:`napari_tiled_unet.core.tta.TRANSFORMS`).  Each transform costs one
+        network pass (``True``: 8 times the network time).  Tiling stays exact.
     lazy : bool
         Return dask arrays computed on demand, one plane (or one output chunk of a huge
         plane) at a time, instead of numpy arrays; see :mod:`napari_tiled_unet.batch.lazy`.

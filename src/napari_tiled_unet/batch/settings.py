@@ -48,6 +48,9 @@ SEGMENT_DEFAULTS: dict[str, Any] = {
     "min_contrast": DEFAULT_MIN_CONTRAST,
     "probabilities": False,
     "object_size": "auto",
+    "precision": "float32",
+    "memory_budget": "",
+    "tta": False,
 }
 
 #: Parameters of the Batch widget that persist, with their defaults ("" = not chosen).
@@ -63,6 +66,9 @@ BATCH_DEFAULTS: dict[str, Any] = {
     "probabilities": False,
     "probability_dtype": "float32",
     "overwrite": False,
+    "precision": "float32",
+    "memory_budget": "",
+    "tta": False,
 }
 
 #: Parameters of the Train widget that persist, with their defaults ("" = not chosen; an

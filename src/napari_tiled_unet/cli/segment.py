@@ -98,6 +98,40 @@ def add_segment_parser(commands: Any) -> argparse.ArgumentParser:
         help="input tile size in px; default: automatic from memory (example: --tile-size 572)",
     )
     add(
+        "--memory-budget",
+        type=_memory_size,
+        metavar="SIZE",
+        help="activation memory per network call, which sets the automatic tile and batch "
+        "size; default: a quarter of the available memory (256 MB to 8 GB). A call that "
+        "still runs out of memory is retried with half the batch, then smaller tiles, with "
+        "one warning and the same result (example: --memory-budget 2GB, 300MB, 1.5GiB)",
+    )
+    add(
+        "--precision",
+        choices=("float32", "bfloat16", "float16"),
+        default="float32",
+        help="arithmetic of the network; bfloat16 needs a CPU with avx512_bf16/amx_bf16 or a "
+        "GPU, float16 a GPU (elsewhere: float32, with one warning); the softmax is always "
+        "float32 (example: --precision bfloat16)",
+    )
+    add(
+        "--tta",
+        nargs="?",
+        const="all",
+        metavar="WHICH",
+        help="test-time augmentation: average the softmax over the 8 flips and rotations "
+        "(all, the default for --tta), the identity and the flips (flips: 4) or named "
+        "transforms (identity,rot90,rot180,rot270,flip_y,flip_x,transpose,antitranspose); "
+        "costs one network pass each: --tta makes the network time 8x "
+        "(example: --tta, --tta flips)",
+    )
+    add(
+        "--threads",
+        type=_positive,
+        metavar="N",
+        help="CPU threads for the network; default: all cores (example: --threads 4)",
+    )
+    add(
         "--batch-size",
         type=_positive,
         metavar="N",
@@ -222,6 +256,10 @@ def run_segment(args: argparse.Namespace) -> int:
     from napari_tiled_unet.cli.progress import TqdmProgress
 
     try:
+        if args.threads is not None:
+            from napari_tiled_unet.core._keras import set_threads
+
+            set_threads(args.threads)
         with _Interrupts() as interrupts:
             steps = iter_batch(
                 args.inputs,
@@ -234,6 +272,9 @@ def run_segment(args: argparse.Namespace) -> int:
                 axes=args.axes,
                 tile_size=args.tile_size,
                 batch_size=args.batch_size,
+                memory_budget=args.memory_budget,
+                precision=args.precision,
+                tta=args.tta or False,
                 normalize=args.normalize,
                 probabilities=args.probabilities,
                 probability_dtype=args.probability_dtype,
@@ -266,6 +307,16 @@ def _fraction(text: str) -> float:
     if not 0 <= value < 1:
         raise argparse.ArgumentTypeError(f"give a fraction from 0 to below 1, not {text!r}")
     return value
+
+
+def _memory_size(text: str) -> int:
+    """Read a memory size such as 300MB, 2GB, 1.5GiB or plain bytes (argparse type)."""
+    from napari_tiled_unet.core.tiling import parse_bytes
+
+    try:
+        return parse_bytes(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def _object_size(text: str) -> str | float:

@@ -130,3 +130,18 @@ def get_tf() -> ModuleType:
     import tensorflow as tf
 
     return tf
+
+
+def set_threads(threads: int) -> None:
+    """Run TensorFlow's operations on ``threads`` threads (within ops; 2 ops at a time).
+
+    Must come before TensorFlow runs anything in this process (a one-line ValueError if not).
+    """
+    tf = get_tf()
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+        tf.config.threading.set_inter_op_parallelism_threads(min(2, int(threads)))
+    except RuntimeError as exc:
+        raise ValueError(
+            "the number of threads can only be set before TensorFlow starts; set it first"
+        ) from exc

@@ -91,22 +91,32 @@ class SegmentOptions:
         One letter per dimension, e.g. ``"ZYX"``; required unless the image is 2D.
     tile_size : int or (int, int), optional
         Input tile size (rounded to a valid one); default: from ``memory_budget``.
-    memory_budget : int, optional
-        Activation memory per network call in bytes (default 2 GiB).
+    memory_budget : int or str, optional
+        Activation memory per network call, in bytes or as text such as ``"300MB"`` or
+        ``"1.5GiB"`` (default: a share of the memory available when the run starts, see
+        :func:`~napari_tiled_unet.core.tiling.default_memory_budget`).
     batch_size : int, optional
         Tiles per network call (default: as many as the budget allows, at most 16).
     normalize : "auto", "percentile", "none", a normaliser or None
         Intensity normalisation.
     object_size : "auto", "none", float or None
         Typical object diameter in px, to resample to the model's object size.
+    precision : {"float32", "bfloat16", "float16"}
+        Arithmetic of the network (softmax and after always float32); a reduced precision
+        the machine does not run natively falls back to float32 with one warning.
+    tta : bool, str or sequence of str
+        Test-time augmentation: average the softmax over flips and rotations (True or
+        ``"all"``: 8, ``"flips"``: 4, or transform names); costs one network pass each.
     """
 
     axes: str | None = None
     tile_size: int | tuple[int, int] | None = None
-    memory_budget: int | None = None
+    memory_budget: int | str | None = None
     batch_size: int | None = None
     normalize: Any = "auto"
     object_size: Any = None
+    precision: str = "float32"
+    tta: Any = False
 
     @classmethod
     def of(cls, options: SegmentOptions | None = None, **keywords: Any) -> SegmentOptions:

@@ -365,6 +365,7 @@ def plan_for_image(
     *,
     tile_size: int | None = None,
     factor: float = 1.0,
+    memory_budget: int | None = None,
 ) -> TilePlan:
     """Plan the tiles of one plane of an image (rounding a tile size silently).
 
@@ -378,7 +379,7 @@ def plan_for_image(
     size = scaled_shape(size, factor)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        return plan_tiles(size, spec, tile_size=tile_size or None)
+        return plan_tiles(size, spec, tile_size=tile_size or None, memory_budget=memory_budget)
 
 
 def n_planes(shape: Sequence[int], layout: AxesLayout) -> int:

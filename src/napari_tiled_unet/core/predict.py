@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_tiled_unet.core.memory import predict_tiles
 from napari_tiled_unet.core.normalize import (
     Normalizer,
     count_nonfinite,
@@ -28,7 +29,7 @@ from napari_tiled_unet.core.prepare import (
     stack_statistics,
 )
 from napari_tiled_unet.core.sizing import Rescale, resize
-from napari_tiled_unet.core.tiling import Tile, TilePlan, cut_tile
+from napari_tiled_unet.core.tiling import Tile, TilePlan
 
 __all__ = [
     "SegmentationResult",
@@ -150,6 +151,9 @@ def iter_plane(
         Normalisation applied to each tile as it is cut (``(x - low) / (high - low)``, the
         same arithmetic as :meth:`PercentileNormalizer.apply`); None feeds float32 data.
 
+    A call that runs out of memory is retried with smaller batches and tiles, with the
+    same result (:func:`~napari_tiled_unet.core.memory.predict_tiles`).
+
     Yields
     ------
     tiles : list of Tile
@@ -159,8 +163,7 @@ def iter_plane(
         each tile's ``owned_in_tile`` part into ``owned`` (see :func:`stitch`).
     """
     for batch in plan.batches():
-        inputs = network_input(np.stack([cut_tile(plane, tile, plan) for tile in batch]), scale)
-        yield batch, unet.predict_batch(inputs)
+        yield batch, predict_tiles(unet, plane, plan, batch, scale=scale)
 
 
 def stitch(out: np.ndarray, tiles: list[Tile], outputs: np.ndarray) -> None:

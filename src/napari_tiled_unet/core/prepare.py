@@ -32,6 +32,7 @@ __all__ = [
     "prepare",
     "resolve_model",
     "resolve_normalizer",
+    "runner",
     "stack_statistics",
 ]
 
@@ -92,6 +93,23 @@ def resolve_model(model: Any) -> Any:
         f"model must be a UNetModel, a Keras model or a model file path, "
         f"got {type(model).__name__}"
     )
+
+
+def runner(unet: Any, options: SegmentOptions) -> Any:
+    """Return the variant of ``unet`` with the precision and augmentation of ``options``.
+
+    A precision the machine does not run natively falls back to float32 with one warning.
+    A model that is already a variant keeps its precision and augmentation where the
+    options leave them at their defaults.
+    """
+    from napari_tiled_unet.core.precision import check_precision, effective_precision
+    from napari_tiled_unet.core.tta import parse_tta
+
+    tta = parse_tta(options.tta) or unet.tta
+    precision = check_precision(options.precision)
+    if precision == "float32" or precision == unet.precision:
+        return unet.variant(precision=unet.precision, tta=tta)
+    return unet.variant(precision=effective_precision(precision), tta=tta)
 
 
 def resolve_normalizer(normalize: Any, unet: Any) -> Normalizer | None:
@@ -165,7 +183,7 @@ def prepare(
     it is checked against the image and the model and used instead of a new one.
     """
     options = SegmentOptions.of(options, **keywords)
-    unet = resolve_model(model)
+    unet = runner(resolve_model(model), options)
     image = _as_array(image)
     layout = parse_axes(options.axes, tuple(np.shape(image)))
     canonical = to_canonical(image, layout)

@@ -10,6 +10,7 @@ the image the context is the image mirrored at its border (numpy's ``"reflect"``
 from __future__ import annotations
 
 import dataclasses
+import os
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,12 +28,25 @@ __all__ = [
     "activation_bytes",
     "axis_origins",
     "cut_tile",
+    "default_memory_budget",
+    "parse_bytes",
     "plan_tiles",
     "reflect_indices",
 ]
 
-#: Default activation-memory budget for automatic tiles (bytes): comfortable on a laptop.
+#: Activation-memory budget (bytes) where the available memory cannot be read.
 DEFAULT_MEMORY_BUDGET = 2 * 2**30
+# The default budget is this share of the memory available when a run starts, within limits:
+# the rest is the image, its probabilities, the model and the other programs.
+_AVAILABLE_SHARE = 0.25
+_BUDGET_LIMITS = (256 * 2**20, 8 * 2**30)
+_UNITS = {
+    "": 1, "b": 1,
+    "k": 10**3, "kb": 10**3, "kib": 2**10,
+    "m": 10**6, "mb": 10**6, "mib": 2**20,
+    "g": 10**9, "gb": 10**9, "gib": 2**30,
+    "t": 10**12, "tb": 10**12, "tib": 2**40,
+}  # fmt: skip
 # TensorFlow's CPU kernels (oneDNN) hold workspace beyond the live tensors: the measured
 # peak RSS increase of one forward pass was 1.2-1.8x the live-tensor count (benchmarks/).
 _RUNTIME_FACTOR = 1.8
@@ -74,6 +88,65 @@ def activation_bytes(spec: NetworkSpec, tile_in: tuple[int, int], batch: int = 1
         step((h - shrink) * (w - shrink), f, (h - 2 * shrink) * (w - 2 * shrink), f)
         h, w, chans = h - 2 * shrink, w - 2 * shrink, f
     return int(4 * batch * peak * _RUNTIME_FACTOR)
+
+
+def parse_bytes(text: str | int) -> int:
+    """Read a memory size: plain bytes, or a number with a unit (``"300MB"``, ``"1.5GiB"``).
+
+    kB/MB/GB/TB are powers of 1000, KiB/MiB/GiB/TiB powers of 1024 (case-insensitive).
+    Anything else, or a size below one byte, is a one-line ValueError.
+    """
+    if isinstance(text, (int, np.integer)) and not isinstance(text, bool):
+        value, unit = float(text), ""
+    else:
+        raw = str(text).strip().lower().replace(" ", "")
+        number = raw.rstrip("kmgtib")
+        value, unit = (float(number) if _is_number(number) else -1.0), raw[len(number) :]
+    if unit not in _UNITS or not value * _UNITS[unit] >= 1 or value == float("inf"):
+        raise ValueError(
+            f"cannot read the memory size {text!r}; give bytes or a number with a unit, "
+            "e.g. 300MB, 2GB or 1.5GiB"
+        )
+    return int(value * _UNITS[unit])
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _available_memory() -> int | None:
+    """Bytes of memory available to new allocations (Linux MemAvailable), None if unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:  # other Unix systems: free physical pages
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def default_memory_budget(available: int | None = None) -> int:
+    """Return the activation budget used when none is given: 1/4 of the available memory.
+
+    Kept between 256 MiB and 8 GiB; :data:`DEFAULT_MEMORY_BUDGET` where the available
+    memory cannot be read.  ``available`` replaces the measurement (for tests).
+    """
+    if available is None:
+        available = _available_memory()
+    if not available:
+        return DEFAULT_MEMORY_BUDGET
+    low, high = _BUDGET_LIMITS
+    # whole multiples of the floor, so that the tiles do not change with every few MB
+    share = int(available * _AVAILABLE_SHARE) // low * low
+    return int(min(max(share, low), high))
 
 
 def axis_origins(size: int, tile_out: int, step: int) -> tuple[int, ...]:
@@ -131,6 +204,9 @@ class TilePlan:
         Tiles per network call.
     memory_per_batch : int
         Estimated activation bytes of one batch.
+    memory_budget : int, optional
+        The budget the plan was made for (bytes; not compared: plans with the same tiles
+        are equal).
     """
 
     shape: tuple[int, int]
@@ -140,6 +216,7 @@ class TilePlan:
     origins: tuple[tuple[int, ...], tuple[int, ...]]
     batch_size: int
     memory_per_batch: int
+    memory_budget: int | None = dataclasses.field(default=None, compare=False)
 
     @property
     def n_tiles(self) -> int:
@@ -265,7 +342,7 @@ def _check_options(tile_size: Any, memory_budget: Any, batch_size: Any) -> None:
                 f"tile_size must be an integer or a (Y, X) pair of integers, got {tile_size!r}"
             )
     for name, value in (("batch_size", batch_size), ("memory_budget", memory_budget)):
-        if value is None:
+        if value is None or (name == "memory_budget" and isinstance(value, str)):
             continue
         if not _is_int(value):
             raise TypeError(f"{name} must be an integer, got {value!r}")
@@ -278,7 +355,7 @@ def plan_tiles(
     spec: NetworkSpec,
     *,
     tile_size: int | tuple[int, int] | None = None,
-    memory_budget: int | None = None,
+    memory_budget: int | str | None = None,
     batch_size: int | None = None,
 ) -> TilePlan:
     """Plan the overlap-tile cover of a ``(Y, X)`` image.
@@ -293,9 +370,9 @@ def plan_tiles(
         Input tile size; an invalid size is rounded to the nearest valid one with a warning.
         None chooses the largest tile whose activations fit in ``memory_budget``.  A model
         with a fixed input size always uses that size.
-    memory_budget : int, optional
-        Bytes of activation memory allowed per network call (default
-        :data:`DEFAULT_MEMORY_BUDGET`).
+    memory_budget : int or str, optional
+        Activation memory allowed per network call: bytes, or text such as ``"300MB"``
+        (see :func:`parse_bytes`); default :func:`default_memory_budget`.
     batch_size : int, optional
         Tiles per call; None fills the memory budget (at most 16).
 
@@ -306,7 +383,7 @@ def plan_tiles(
     if len(shape) != 2 or min(shape) < 1:
         raise ValueError(f"expected a non-empty (Y, X) image shape, got {tuple(shape)}")
     _check_options(tile_size, memory_budget, batch_size)
-    budget = DEFAULT_MEMORY_BUDGET if memory_budget is None else int(memory_budget)
+    budget = default_memory_budget() if memory_budget is None else parse_bytes(memory_budget)
     cover = (
         spec.smallest_input_for_output(shape[0]),
         spec.smallest_input_for_output(shape[1]),
@@ -337,4 +414,5 @@ def plan_tiles(
         origins,
         int(batch_size),
         per_tile * int(batch_size),
+        budget,
     )

@@ -123,12 +123,51 @@ class UNetModel:
         Geometry, class names, normalisation, training record.
     source : str, optional
         The file it was loaded from.
+    precision : {"float32", "bfloat16", "float16"}
+        The arithmetic of ``keras_model`` (see :meth:`variant`).
+    tta : tuple of str
+        Test-time augmentation: the transforms of
+        :data:`~napari_tiled_unet.core.tta.TRANSFORMS` whose softmax is averaged
+        (empty: none; each costs one network pass).
     """
 
     keras_model: Any
     metadata: ModelMetadata
     source: str | None = None
-    _call: Any = field(default=None, repr=False)
+    precision: str = "float32"
+    tta: tuple[str, ...] = ()
+    _call: Any = field(default=None, repr=False, compare=False)
+    _variants: dict[Any, UNetModel] = field(default_factory=dict, repr=False, compare=False)
+    #: Batch and tile sizes that calls fell back to after running out of memory, per
+    #: planned tile size, and whether that was said (see :mod:`napari_tiled_unet.core.memory`).
+    memory_fallback: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def variant(self, *, precision: str = "float32", tta: tuple[str, ...] = ()) -> UNetModel:
+        """Return this network in ``precision`` and with test-time augmentation ``tta``.
+
+        Variants are made once and kept (the reduced-precision model is a rebuilt copy
+        with the same weights, see :func:`~napari_tiled_unet.core.precision.cast_keras_model`).
+        """
+        key = (precision, tuple(tta))
+        if key == (self.precision, self.tta):
+            return self
+        if key not in self._variants:
+            keras_model = self.keras_model
+            if precision != self.precision:
+                if self.precision != "float32":
+                    raise ValueError(
+                        f"this model already runs in {self.precision}; start from the float32 one"
+                    )
+                from napari_tiled_unet.core.precision import cast_keras_model
+
+                same = [v for (p, _), v in self._variants.items() if p == precision]
+                keras_model = (
+                    same[0].keras_model if same else cast_keras_model(self.keras_model, precision)
+                )
+            self._variants[key] = UNetModel(
+                keras_model, self.metadata, self.source, precision, tuple(tta)
+            )
+        return self._variants[key]
 
     @property
     def spec(self) -> NetworkSpec:
@@ -138,9 +177,18 @@ class UNetModel:
     def predict_batch(self, batch: np.ndarray) -> np.ndarray:
         """Run the network on a ``(B, Y, X, C)`` float32 batch; return float32 probabilities.
 
+        With test-time augmentation, the mean over the transforms in :attr:`tta`.
+
         The output has the size :meth:`NetworkSpec.output_size` gives (a padded network's
         output is cropped by its halo).
         """
+        if self.tta:
+            from napari_tiled_unet.core.tta import average_over
+
+            return average_over(self._predict_once, batch, self.tta)
+        return self._predict_once(batch)
+
+    def _predict_once(self, batch: np.ndarray) -> np.ndarray:
         if self._call is None:
             self._call = _compiled_call(self.keras_model)
         out = np.asarray(self._call(np.ascontiguousarray(batch, dtype=np.float32)))

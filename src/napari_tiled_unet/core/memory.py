@@ -1,0 +1,153 @@
+"""Network calls that survive running out of memory: smaller batches, then smaller tiles.
+
+The tile plan is made from an estimate (:func:`~napari_tiled_unet.core.tiling.activation_bytes`);
+when a call still runs out of memory (TensorFlow's ``ResourceExhaustedError`` or Python's
+``MemoryError``), :func:`predict_tiles` retries with half the batch, then computes each tile
+through smaller sub-tiles (output halved each time, down to one alignment step).  Sub-tiles
+start on the network's pooling grid, so a tile computed in pieces equals the tile computed
+at once: the result does not change (beyond the float rounding that differs between batch
+sizes, a few 1e-8), only the speed.  The first fallback of a model says so
+in one :class:`OutOfMemoryWarning`; the smaller sizes are kept for the model's later calls.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from typing import Any
+
+import numpy as np
+
+from napari_tiled_unet.core.normalize import network_input
+from napari_tiled_unet.core.tiling import Tile, TilePlan, axis_origins, cut_tile
+
+__all__ = ["OutOfMemoryWarning", "fallback_of", "is_out_of_memory", "predict_tiles"]
+
+
+class OutOfMemoryWarning(UserWarning):
+    """A network call ran out of memory and the run continues with smaller calls."""
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is Python's MemoryError or TensorFlow's ResourceExhaustedError."""
+    return isinstance(exc, MemoryError) or any(
+        c.__name__ == "ResourceExhaustedError" for c in type(exc).__mro__
+    )
+
+
+def _limits(unet: Any, plan: TilePlan) -> dict[str, Any]:
+    """Return the batch and (sub-)tile for calls of ``unet`` on ``plan``'s tiles.
+
+    The plan's own sizes, or the smaller ones an earlier call on tiles of this size fell
+    back to (kept in ``unet.memory_fallback`` once a call has run out of memory).
+    """
+    known = unet.memory_fallback.get(plan.tile_in)
+    if known is None:
+        return {"batch": plan.batch_size, "tile": plan.tile_in}
+    return {"batch": min(known["batch"], plan.batch_size), "tile": known["tile"]}
+
+
+def fallback_of(unet: Any, plan: TilePlan) -> dict[str, Any] | None:
+    """Return what calls on ``plan``'s tiles fell back to (None: they ran as planned)."""
+    limits = unet.memory_fallback.get(plan.tile_in)
+    if limits is None:
+        return None
+    limits = {"batch": min(limits["batch"], plan.batch_size), "tile": limits["tile"]}
+    if (limits["batch"], limits["tile"]) == (plan.batch_size, plan.tile_in):
+        return None
+    return {"batch_size": limits["batch"], "tile_in": list(limits["tile"])}
+
+
+def _smaller(limits: dict[str, Any], spec: Any) -> bool:
+    """Halve the batch, else the sub-tile's output; False when nothing is left to halve."""
+    if limits["batch"] > 1:
+        limits["batch"] //= 2
+        return True
+    if spec.fixed_input_size is not None:  # such a network takes no other tile size
+        return False
+    step = spec.alignment
+    outputs = [spec.output_size(t) for t in limits["tile"]]
+    halved = [max(step, o // 2 // step * step) for o in outputs]
+    if halved == outputs:
+        return False
+    limits["tile"] = tuple(spec.smallest_input_for_output(o) for o in halved)
+    return True
+
+
+def _call(unet: Any, plane: Any, plan: TilePlan, tiles: list[Tile], scale: Any) -> np.ndarray:
+    return unet.predict_batch(
+        network_input(np.stack([cut_tile(plane, t, plan) for t in tiles]), scale)
+    )
+
+
+def _in_pieces(
+    unet: Any, plane: Any, plan: TilePlan, tile: Tile, scale: Any, limits: dict[str, Any]
+) -> np.ndarray:
+    """One tile's output, computed through sub-tiles of input size ``limits["tile"]``."""
+    spec = unet.spec
+    sub_out = tuple(spec.output_size(t) for t in limits["tile"])
+    oy, ox = (axis_origins(n, o, spec.alignment) for n, o in zip(plan.tile_out, sub_out))
+    sub = TilePlan(plan.tile_out, limits["tile"], sub_out, plan.halo, (oy, ox), 1, 0)
+    out = np.zeros((*plan.tile_out, spec.num_classes), np.float32)
+    y0, x0 = tile.output_start
+    pieces = [
+        dataclasses.replace(t, input_start=(t.input_start[0] + y0, t.input_start[1] + x0))
+        for t in sub.tiles()
+    ]
+    for start in range(0, len(pieces), limits["batch"]):
+        group = pieces[start : start + limits["batch"]]
+        for piece, result in zip(group, _call(unet, plane, sub, group, scale)):
+            out[piece.owned] = result[piece.owned_in_tile]
+    return out
+
+
+def _run(
+    unet: Any, plane: Any, plan: TilePlan, tiles: list[Tile], scale: Any, limits: dict[str, Any]
+) -> np.ndarray:
+    if limits["tile"] != plan.tile_in:
+        return np.stack([_in_pieces(unet, plane, plan, t, scale, limits) for t in tiles])
+    step = limits["batch"]
+    parts = [
+        _call(unet, plane, plan, tiles[i : i + step], scale) for i in range(0, len(tiles), step)
+    ]
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def predict_tiles(
+    unet: Any, plane: Any, plan: TilePlan, tiles: list[Tile], *, scale: Any = None
+) -> np.ndarray:
+    """Network outputs ``(len(tiles), *plan.tile_out, classes)`` of ``tiles`` of ``plane``.
+
+    Cuts each tile's input (mirrored at the border, normalised with ``scale``) and runs the
+    network, falling back to smaller batches and tiles when memory runs out (see the module
+    docstring).  Raises MemoryError with one line when even the smallest tile does not fit.
+    """
+    limits = _limits(unet, plan)
+    while True:
+        try:
+            return _run(unet, plane, plan, tiles, scale, limits)
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                raise
+            before = (limits["batch"], limits["tile"])
+            if not _smaller(limits, unet.spec):
+                raise MemoryError(
+                    f"out of memory even for one {limits['tile'][0]} px tile; close other "
+                    "programs or use a machine with more memory"
+                ) from exc
+            unet.memory_fallback[plan.tile_in] = dict(limits)
+            _say_once(unet, before, limits)
+
+
+def _say_once(unet: Any, before: tuple[int, Any], limits: dict[str, Any]) -> None:
+    if unet.memory_fallback.get("warned"):
+        return
+    unet.memory_fallback["warned"] = True
+    batch, tile = before
+    warnings.warn(
+        f"out of memory with {batch} tile(s) of {tile[0]} x {tile[1]} px per network call; "
+        f"continuing with {limits['batch']} of {limits['tile'][0]} x {limits['tile'][1]} px "
+        "(smaller again if needed; the results are the same, only slower)",
+        OutOfMemoryWarning,
+        stacklevel=4,
+    )

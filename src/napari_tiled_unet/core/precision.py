@@ -1,0 +1,144 @@
+"""Reduced-precision inference: which precision a machine runs well, and the model in it.
+
+``"float32"`` is the default.  ``"bfloat16"`` runs the network's convolutions in bfloat16 on
+CPUs with native bfloat16 instructions (``avx512_bf16`` or ``amx_bf16``) and on GPUs;
+``"float16"`` on GPUs only.  Elsewhere the request falls back to float32 with one warning,
+because emulated half precision is slower than float32.  The softmax and everything after
+it stay in float32, so probabilities keep their full resolution.
+
+Keras is imported only when a model is converted.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from functools import cache
+from typing import Any
+
+__all__ = [
+    "PRECISIONS",
+    "PrecisionWarning",
+    "cast_keras_model",
+    "check_precision",
+    "cpu_has_bf16",
+    "effective_precision",
+]
+
+#: The precisions a run can ask for.
+PRECISIONS = ("float32", "bfloat16", "float16")
+# Keras dtype policies: float32 variables, computation in the reduced type.
+_POLICIES = {"bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+# Layers from which on everything stays float32 (the class probabilities and their crops).
+_OUTPUT_ACTIVATIONS = ("softmax", "sigmoid")
+
+
+class PrecisionWarning(UserWarning):
+    """A requested precision is not supported here; the run uses float32."""
+
+
+def check_precision(precision: Any) -> str:
+    """Return ``precision`` if it is one of :data:`PRECISIONS` (one-line ValueError if not)."""
+    if precision not in PRECISIONS:
+        raise ValueError(
+            f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}; "
+            "use float32 unless the machine has bfloat16 (recent CPUs, GPUs) or float16 (GPUs)"
+        )
+    return str(precision)
+
+
+def cpu_has_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether the CPU has native bfloat16 matrix instructions (Linux ``/proc/cpuinfo``).
+
+    ``cpuinfo`` is the text to read instead of the file (for tests).  Other systems: False.
+    """
+    if cpuinfo is None:
+        if not sys.platform.startswith("linux"):
+            return False
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+                cpuinfo = handle.read()
+        except OSError:
+            return False
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            flags = set(line.partition(":")[2].split())
+            return bool(flags & {"avx512_bf16", "amx_bf16"})
+    return False
+
+
+@cache
+def _has_gpu() -> bool:
+    from napari_tiled_unet.core._keras import get_tf
+
+    return bool(get_tf().config.list_physical_devices("GPU"))
+
+
+def effective_precision(precision: str) -> str:
+    """Return the precision that a run asking for ``precision`` uses on this machine.
+
+    A reduced precision the hardware does not run natively gives float32 and one
+    :class:`PrecisionWarning` that says why.
+    """
+    precision = check_precision(precision)
+    if precision == "float32":
+        return precision
+    if _has_gpu() or (precision == "bfloat16" and cpu_has_bf16()):
+        return precision
+    need = (
+        "a GPU or a CPU with avx512_bf16/amx_bf16 instructions"
+        if precision == "bfloat16"
+        else "a GPU"
+    )
+    warnings.warn(
+        f"precision {precision} needs {need}, which this machine lacks; using float32",
+        PrecisionWarning,
+        stacklevel=2,
+    )
+    return "float32"
+
+
+def _keeps_float32(layer: Any) -> bool:
+    config = layer.get_config()
+    name = type(layer).__name__.lower()
+    activation = config.get("activation")
+    return name in ("softmax", "sigmoid") or activation in _OUTPUT_ACTIVATIONS
+
+
+def _is_classifier(layer: Any) -> bool:
+    config = layer.get_config()
+    return type(layer).__name__ == "Conv2D" and tuple(config.get("kernel_size", ())) == (1, 1)
+
+
+def cast_keras_model(keras_model: Any, precision: str) -> Any:
+    """Rebuild ``keras_model`` with its layers computing in ``precision``; same weights.
+
+    Every layer before the first softmax (or sigmoid) output gets the mixed policy of
+    ``precision`` (float32 weights, reduced-precision arithmetic); that layer, all after it
+    and a 1x1 classifier right before it stay float32.  ``"float32"`` returns the model itself.
+    """
+    precision = check_precision(precision)
+    if precision == "float32":
+        return keras_model
+    from napari_tiled_unet.core._keras import get_keras
+
+    keras = get_keras()
+    layers = list(keras_model.layers)  # in the order they run
+    first = next((i for i, layer in enumerate(layers) if _keeps_float32(layer)), len(layers))
+    if 0 < first < len(layers) and _is_classifier(layers[first - 1]):
+        first -= 1  # the 1x1 logits: cheap, and bfloat16 logits would blur near-ties
+    tail = {layer.name for layer in layers[first:]}
+
+    def clone(layer: Any) -> Any:
+        policy = "float32" if layer.name in tail else _POLICIES[precision]
+        return type(layer).from_config({**layer.get_config(), "dtype": policy})
+
+    try:
+        cast = keras.models.clone_model(keras_model, clone_function=clone)
+    except (TypeError, ValueError, NotImplementedError) as exc:
+        raise ValueError(
+            f"this model cannot be rebuilt in {precision} ({type(exc).__name__}); "
+            "use precision float32"
+        ) from exc
+    cast.set_weights(keras_model.get_weights())
+    return cast
