@@ -8,6 +8,7 @@ import tifffile
 
 from napari_tiled_unet import load_model, save_model, segment
 from napari_tiled_unet.batch.files import RUN_RECORD
+from napari_tiled_unet.batch.results import read_probabilities
 from napari_tiled_unet.cli.main import main
 from napari_tiled_unet.core import precision as precision_module
 from tests.conftest import tiny_unet
@@ -45,7 +46,7 @@ def test_precision_budget_and_tta_reach_the_outputs_and_the_record(
     expected = segment(
         load_model(model_file), image, precision="bfloat16", tta="flips", memory_budget="300MB"
     )
-    probs = tifffile.imread(out / "a_probabilities.tif")
+    probs = read_probabilities(out / "a_probabilities.tif")  # classes last
     np.testing.assert_allclose(probs, expected.probabilities, atol=1e-5)
 
 
