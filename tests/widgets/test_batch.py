@@ -253,6 +253,7 @@ def test_parameters_persist_and_restore_defaults(make_napari_viewer, model_files
     widget.probabilities.value, widget.probability_dtype.value = True, "float16"
     widget.overwrite.value = True
     stored = json.loads((tmp_path / "batch.json").read_text())
+    assert stored.pop("version") == _settings.SETTINGS_VERSION  # the file's format
     assert set(stored) == set(_settings.BATCH_DEFAULTS)
     assert stored["input_folder"] == str(tmp_path / "in") and stored["tile_size"] == 200
     assert stored["model"] == str(model_files["tiny"].resolve())
@@ -265,7 +266,7 @@ def test_parameters_persist_and_restore_defaults(make_napari_viewer, model_files
     assert (again.normalize.value, again.overwrite.value) == ("as the model was trained", False)
     assert not again.probability_dtype.enabled
     stored = json.loads((tmp_path / "batch.json").read_text())
-    assert {k: v for k, v in stored.items() if k != "model"} == {
+    assert {k: v for k, v in stored.items() if k not in ("model", "version")} == {
         k: v for k, v in _settings.BATCH_DEFAULTS.items() if k != "model"
     }
 
