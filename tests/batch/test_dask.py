@@ -16,8 +16,10 @@ from napari_tiled_unet.batch.zarrio import open_zarr
 from tests.conftest import tiny_unet
 
 
-def assert_close(lazy, eager):
-    np.testing.assert_allclose(lazy.probabilities, eager.probabilities, atol=1e-5)
+def assert_close(lazy, eager, atol=1e-5):
+    # Chunks call the network with other batch sizes than the whole plane, and TensorFlow's
+    # CPU kernels may round differently per batch size (seen on AVX2-only CPUs).
+    np.testing.assert_allclose(lazy.probabilities, eager.probabilities, atol=atol)
     assert (np.asarray(lazy.labels) == eager.labels).mean() >= 0.9999
 
 
@@ -54,7 +56,9 @@ def test_chunked_planes_match_the_whole_plane(stack, normalize):
     assert len(ys) > 2 and len(xs) > 1
     edges = np.cumsum((0, *ys))[1:-1]
     assert set(edges) <= set(eager.plan.origins[0]) and all(e % 8 == 0 for e in edges)
-    assert_close(lazy, eager)
+    # Unnormalised counts (up to 4000) make large activations, so the rounding above is
+    # larger in absolute terms: 4.7e-5 measured.
+    assert_close(lazy, eager, atol=1e-5 if normalize else 2e-4)
 
 
 def test_axes_order_and_channels_follow_segment():

@@ -141,7 +141,9 @@ def test_lazy_segmentation_handles_nan_like_in_memory(unet2):
             lazy=True,
             chunks=chunks,
         )
-        np.testing.assert_array_equal(lazy.probabilities.compute(), expected)
+        # Equal up to float rounding: chunks may call the network with other batch sizes,
+        # and TensorFlow's CPU kernels may round differently per batch size (1.2e-7 seen).
+        np.testing.assert_allclose(lazy.probabilities.compute(), expected, atol=1e-6)
     assert said == [
         "11 of 24000 pixel values of the image are NaN or infinite; they were segmented as "
         "the low percentile (0 after normalisation)"
