@@ -10,6 +10,7 @@ from napari_tiled_unet.core.tiling import (
     cut_tile,
     plan_tiles,
     reflect_indices,
+    tile_flops,
 )
 
 
@@ -51,6 +52,51 @@ def test_automatic_tiles_follow_the_memory_budget():
     assert activation_bytes(spec, small.tile_in) <= 300 * 2**20
     assert small.memory_per_batch <= 300 * 2**20
     assert large.n_tiles < small.n_tiles
+
+
+def test_tile_flops_count_the_network_layers():
+    from tests.conftest import tiny_unet
+
+    unet = tiny_unet(3, 8, num_classes=3)
+    tile = (124, 108)
+    keras_model = unet.keras_model
+    counted = 0.0
+    for layer in keras_model.layers:
+        kernel = getattr(layer, "kernel", None)
+        if kernel is None:
+            continue
+        macs_per_pixel = int(np.prod(kernel.shape))  # kh * kw * c_in * c_out
+        # A stride-2 2x2 up-convolution applies its whole kernel once per input pixel.
+        transposed = type(layer).__name__ == "Conv2DTranspose"
+        counted += 2 * macs_per_pixel * _pixels(keras_model, layer, tile, inp=transposed)
+    assert tile_flops(unet.spec, tile) == pytest.approx(counted, rel=1e-9)
+
+
+def _pixels(keras_model, layer, tile, inp=False):
+    """Y * X of a layer's output (or input) for a ``tile`` input, through a sub-model."""
+    import keras
+
+    tensor = layer.input if inp else layer.output
+    probe = keras.Model(keras_model.inputs, tensor)
+    return int(np.prod(probe(np.zeros((1, *tile, 1), np.float32)).shape[1:3]))
+
+
+def test_automatic_tiles_do_the_least_work_in_calls_of_moderate_size():
+    spec = NetworkSpec()  # the paper's network
+    one = plan_tiles((1024, 1024), spec, memory_budget="8GB")
+    assert one.n_tiles == 1  # one call covers it: no halo computed twice
+    # A large budget does not make huge calls, which TensorFlow's CPU kernels run slowly:
+    # 2048 px is covered by 2 x 2 tiles just large enough, not one 4 GiB call.
+    big = plan_tiles((2048, 2048), spec, memory_budget="8GB")
+    assert big.tile_out[0] >= 1024 and big.n_tiles == 4
+    assert big.memory_per_batch <= 2 * 2**30
+    # ... and of the tiles that fit, none covers the image with less work.
+    def work(plan):
+        return plan.n_tiles * tile_flops(spec, plan.tile_in)
+
+    for size in range(big.tile_in[0] - 160, big.tile_in[0], 16):
+        other = plan_tiles((2048, 2048), spec, tile_size=size)
+        assert work(other) > work(big)
 
 
 def test_small_images_use_one_covering_tile():

@@ -32,6 +32,7 @@ __all__ = [
     "parse_bytes",
     "plan_tiles",
     "reflect_indices",
+    "tile_flops",
 ]
 
 #: Activation-memory budget (bytes) where the available memory cannot be read.
@@ -51,6 +52,14 @@ _UNITS = {
 # peak RSS increase of one forward pass was 1.2-1.8x the live-tensor count (benchmarks/).
 _RUNTIME_FACTOR = 1.8
 _MAX_BATCH = 16
+# Automatic tiles keep one call's activation estimate within this, whatever the budget:
+# beyond it TensorFlow's CPU convolutions slow down (benchmarks/bench_inference.py, paper
+# model, float32: 0.06-0.08 Mpx/s of output at 0.9-1.9 GiB per call, 0.026 Mpx/s at 4.2 GiB;
+# the bundled model ran at 0.9-1.0 Mpx/s up to 1.9 GiB), so several calls of moderate tiles
+# beat one huge call.
+_FAST_CALL_BYTES = 2 * 2**30
+# A network call's fixed cost, as multiply-add work (about 5 ms at 200 GFLOP/s).
+_CALL_OVERHEAD_FLOPS = 1e9
 
 
 def activation_bytes(spec: NetworkSpec, tile_in: tuple[int, int], batch: int = 1) -> int:
@@ -88,6 +97,33 @@ def activation_bytes(spec: NetworkSpec, tile_in: tuple[int, int], batch: int = 1
         step((h - shrink) * (w - shrink), f, (h - 2 * shrink) * (w - 2 * shrink), f)
         h, w, chans = h - 2 * shrink, w - 2 * shrink, f
     return int(4 * batch * peak * _RUNTIME_FACTOR)
+
+
+def tile_flops(spec: NetworkSpec, tile_in: tuple[int, int]) -> float:
+    """Floating-point operations (2 per multiply-add) of one forward pass over ``tile_in``.
+
+    Counts the 3x3 and 1x1 convolutions and the 2x2 up-convolutions, which are nearly all
+    of the work; the automatic tile choice compares tile sizes with it.
+    """
+    h, w = tile_in
+    chans, flops = spec.input_channels, 0.0
+    shrink = 0 if spec.padded_halo is not None else 2
+    skips = []
+    for level in range(spec.depth + 1):
+        f = spec.base_filters * 2**level
+        flops += 18 * chans * f * (h - shrink) * (w - shrink)
+        flops += 18 * f * f * (h - 2 * shrink) * (w - 2 * shrink)
+        h, w, chans = h - 2 * shrink, w - 2 * shrink, f
+        if level < spec.depth:
+            skips.append(f)
+            h, w = h // 2, w // 2
+    for f in reversed(skips):
+        flops += 8 * chans * f * h * w  # 2x2 stride-2 up-convolution: 4 outputs per input
+        h, w = 2 * h, 2 * w
+        flops += 18 * 2 * f * f * (h - shrink) * (w - shrink)
+        flops += 18 * f * f * (h - 2 * shrink) * (w - 2 * shrink)
+        h, w, chans = h - 2 * shrink, w - 2 * shrink, f
+    return flops + 2 * chans * spec.num_classes * h * w
 
 
 def parse_bytes(text: str | int) -> int:
@@ -316,16 +352,39 @@ def _explicit_tile_sizes(
     return sizes  # type: ignore[return-value]
 
 
-def _auto_tile_sizes(spec: NetworkSpec, cover: tuple[int, int], budget: int) -> tuple[int, int]:
-    """Largest (square where possible) tile whose activations fit in ``budget`` bytes."""
+def _auto_tile_sizes(
+    spec: NetworkSpec, shape: tuple[int, int], cover: tuple[int, int], budget: int
+) -> tuple[int, int]:
+    """The tile that covers ``shape`` with the least work, within ``budget`` bytes.
+
+    Candidates are square (clamped to the image's cover) and their activations must fit
+    both the budget and the size beyond which TensorFlow's CPU convolutions slow down; the
+    work of a cover is its number of tiles times the FLOPs of one tile plus a fixed cost per
+    call.  Larger tiles waste less on halos, but a tile larger than needed computes pixels
+    outside the image: e.g. a 2048 px image is covered by 2 x 2 tiles of 1028 px output
+    rather than by 3 x 3 of 708 px or one huge call.  Ties go to the larger tile.
+    """
+    limit = min(budget, _FAST_CALL_BYTES)
     smallest = spec.smallest_input_for_output(spec.alignment)
-    size = max(cover)
-    while size > smallest:
+    best: tuple[float, tuple[int, int]] | None = None
+    size = smallest
+    while True:
         tile = (min(size, cover[0]), min(size, cover[1]))
-        if activation_bytes(spec, tile) <= budget:
-            return tile
-        size -= spec.alignment
-    return (min(smallest, cover[0]), min(smallest, cover[1]))
+        if best is not None and activation_bytes(spec, tile) > limit:
+            break
+        out_y, out_x = spec.output_size(tile[0]), spec.output_size(tile[1])
+        if out_y is not None and out_x is not None:
+            n_tiles = len(axis_origins(shape[0], out_y, spec.alignment)) * len(
+                axis_origins(shape[1], out_x, spec.alignment)
+            )
+            work = n_tiles * (tile_flops(spec, tile) + _CALL_OVERHEAD_FLOPS)
+            if best is None or work <= best[0]:
+                best = (work, tile)
+        if size >= max(cover):
+            break
+        size += spec.alignment
+    assert best is not None
+    return best[1]
 
 
 def _is_int(value: object) -> bool:
@@ -368,7 +427,8 @@ def plan_tiles(
         The network's geometry.
     tile_size : int or (int, int), optional
         Input tile size; an invalid size is rounded to the nearest valid one with a warning.
-        None chooses the largest tile whose activations fit in ``memory_budget``.  A model
+        None chooses the tile that covers the image with the least work (fewest FLOPs,
+        calls of at most 2 GiB of activations) within ``memory_budget``.  A model
         with a fixed input size always uses that size.
     memory_budget : int or str, optional
         Activation memory allowed per network call: bytes, or text such as ``"300MB"``
@@ -394,7 +454,7 @@ def plan_tiles(
     elif tile_size is not None:
         tile_in = _explicit_tile_sizes(tile_size, spec, cover)
     else:
-        tile_in = _auto_tile_sizes(spec, cover, budget)
+        tile_in = _auto_tile_sizes(spec, (int(shape[0]), int(shape[1])), cover, budget)
     out_y, out_x = (spec.output_size(t) for t in tile_in)
     if out_y is None or out_x is None:
         raise ValueError(f"tile input {tile_in} is not valid for a depth-{spec.depth} U-Net")
@@ -405,7 +465,8 @@ def plan_tiles(
     n_tiles = len(origins[0]) * len(origins[1])
     per_tile = activation_bytes(spec, tile_in)
     if batch_size is None:
-        batch_size = max(1, min(n_tiles, _MAX_BATCH, budget // max(per_tile, 1)))
+        fast = min(budget, _FAST_CALL_BYTES)
+        batch_size = max(1, min(n_tiles, _MAX_BATCH, fast // max(per_tile, 1)))
     return TilePlan(
         (int(shape[0]), int(shape[1])),
         tile_in,
