@@ -49,25 +49,6 @@ NAIVE_TILE = 572
 MODELS = ("paper", "bundled")
 
 
-def conv_flops(depth: int, base: int, channels: int, classes: int, size: int) -> float:
-    """Multiply-add FLOPs (2 per MAC) of one forward pass at a square input ``size``."""
-    flops, s, c = 0.0, size, channels
-    skips = []
-    for level in range(depth + 1):
-        f = base * 2**level
-        flops += 2 * 9 * c * f * (s - 2) ** 2 + 2 * 9 * f * f * (s - 4) ** 2
-        s, c = s - 4, f
-        if level < depth:
-            skips.append(f)
-            s //= 2
-    for f in reversed(skips):
-        flops += 2 * 4 * c * f * (2 * s) ** 2  # 2x2 stride-2 up-convolution
-        s *= 2
-        flops += 2 * 9 * 2 * f * f * (s - 2) ** 2 + 2 * 9 * f * f * (s - 4) ** 2
-        s, c = s - 4, f
-    return flops + 2 * c * classes * s**2
-
-
 def load_unet(kind: str):
     from napari_tiled_unet import build_unet, load_model
     from napari_tiled_unet.core.model.files import wrap_keras_model
@@ -152,7 +133,7 @@ def run_segment(kind: str, size: int, repeats: int, labels_path: str, precision:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PrecisionWarning)
         native = effective_precision(precision) == precision
-    model = unet if precision == "float32" or native else unet.variant(precision=precision)
+    model = unet.variant(precision=precision)  # emulated where the CPU lacks it
     image = mosaic(size)
     options = {"normalize": None, "object_size": "none", "precision": model.precision}
     plan = plan_tiles(image.shape, model.spec)
@@ -241,12 +222,14 @@ def spawn(
 
 
 def flops_per_pixel(kind: str, tile: int) -> float:
-    from napari_tiled_unet.core.model.geometry import output_size
+    from napari_tiled_unet.core.model.geometry import NetworkSpec, output_size
+    from napari_tiled_unet.core.tiling import tile_flops
 
     depth, base, classes = (4, 64, 2) if kind == "paper" else _bundled_shape()
     out = output_size(tile, depth)
     assert out is not None
-    return conv_flops(depth, base, 1, classes, tile) / out**2
+    spec = NetworkSpec(depth=depth, base_filters=base, num_classes=classes)
+    return tile_flops(spec, (tile, tile)) / out**2
 
 
 def _bundled_shape() -> tuple[int, int, int]:
