@@ -90,6 +90,7 @@ def test_automatic_tiles_do_the_least_work_in_calls_of_moderate_size():
     big = plan_tiles((2048, 2048), spec, memory_budget="8GB")
     assert big.tile_out[0] >= 1024 and big.n_tiles == 4
     assert big.memory_per_batch <= 2 * 2**30
+
     # ... and of the tiles that fit, none covers the image with less work.
     def work(plan):
         return plan.n_tiles * tile_flops(spec, plan.tile_in)

@@ -155,7 +155,8 @@ class BatchForm(DockForm):
             self.model_file: "Any Keras U-Net saved as .keras or .h5.",
             self.axes: "Empty: each file's own axes. Otherwise one letter per dimension of "
             "every input: Y, X, C (channels), Z or T (planes segmented one by one), e.g. ZYX.",
-            self.tile_auto: "Pick the tile that covers the image with the least work within the memory budget.",
+            self.tile_auto: "Pick the tile that covers the image with the least work within the "
+            "memory budget.",
             self.tile_size: "Input size of one tile in pixels (rounded to a size the network "
             "accepts). The result does not depend on it, only speed and memory do.",
             self.normalize: "Intensity scaling before the network; the model's own setting "

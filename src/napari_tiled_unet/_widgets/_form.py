@@ -135,7 +135,8 @@ class SegmentForm(DockForm):
             self.object_size: "Typical object diameter in pixels, 'auto' (estimated from "
             "the image) or 'none'. The image is resampled so that its objects have the size "
             "the model was trained at, and the results back to the image's pixels.",
-            self.tile_auto: "Pick the tile that covers the image with the least work within the memory budget.",
+            self.tile_auto: "Pick the tile that covers the image with the least work within the "
+            "memory budget.",
             self.tile_size: "Input size of one tile in pixels (rounded to a size the network "
             "accepts). The result does not depend on it, only speed and memory do.",
             self.output: "auto: one id per object for models with a border class (such as "

@@ -355,7 +355,7 @@ def _explicit_tile_sizes(
 def _auto_tile_sizes(
     spec: NetworkSpec, shape: tuple[int, int], cover: tuple[int, int], budget: int
 ) -> tuple[int, int]:
-    """The tile that covers ``shape`` with the least work, within ``budget`` bytes.
+    """Return the tile that covers ``shape`` with the least work within ``budget`` bytes.
 
     Candidates are square (clamped to the image's cover) and their activations must fit
     both the budget and the size beyond which TensorFlow's CPU convolutions slow down; the
