@@ -93,6 +93,44 @@ def _isolated_dlopen() -> Iterator[None]:
             sys.modules[_GLOBAL_FLAGS_MODULE] = previous
 
 
+# TensorFlow's two large shared libraries, loaded ahead of its import (see _preload).
+_LIBRARIES = ("libtensorflow_framework.so.2", "libtensorflow_cc.so.2")
+_preloaded: list[int] = []  # their handles, kept for the life of the process
+
+
+def _preload() -> None:
+    """Load TensorFlow's large shared libraries without holding Python's GIL.
+
+    Loading them runs some hundred milliseconds of static initialisers.  Python's import
+    machinery and ``ctypes.CDLL`` both call ``dlopen`` with the GIL held, so when a worker
+    thread imports TensorFlow the viewer's main thread stops for that long.  ``dlopen``
+    called as a ctypes foreign function releases the GIL; the import that follows finds the
+    libraries loaded.  The flags are those :func:`_isolated_dlopen` gives the import (local,
+    deep binding).  Any failure just leaves the loading to the import.  Linux only.
+    """
+    deepbind = getattr(os, "RTLD_DEEPBIND", 0)
+    if _preloaded or not sys.platform.startswith("linux") or not deepbind:
+        return
+    try:
+        import ctypes
+        import importlib.util
+
+        spec = importlib.util.find_spec("tensorflow")  # finds, does not import
+        if spec is None or not spec.submodule_search_locations:
+            return
+        folder = next(iter(spec.submodule_search_locations))
+        dlopen = ctypes.CDLL(None).dlopen
+        dlopen.restype, dlopen.argtypes = ctypes.c_void_p, [ctypes.c_char_p, ctypes.c_int]
+        for name in _LIBRARIES:
+            path = os.path.join(folder, name)
+            if os.path.exists(path):
+                handle = dlopen(os.fsencode(path), os.RTLD_NOW | os.RTLD_LOCAL | deepbind)
+                if handle:
+                    _preloaded.append(int(handle))
+    except (OSError, AttributeError, ValueError, ImportError):
+        return
+
+
 def get_keras() -> ModuleType:
     """Import and return the ``keras`` module (Keras 3 on the TensorFlow backend).
 
@@ -112,6 +150,7 @@ def get_keras() -> ModuleType:
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     try:
         with _filtered_stderr():
+            _preload()
             with _isolated_dlopen():
                 import tensorflow as tf
             import keras
