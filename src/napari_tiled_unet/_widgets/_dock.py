@@ -20,7 +20,7 @@ from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QDockWidget, QMainWindow
 
 from napari_tiled_unet._widgets._layers import OUTPUT_IMAGE_ROLES, ROLE, notify_error
-from napari_tiled_unet._widgets._workers import ModelLoaded, model_key
+from napari_tiled_unet._widgets._workers import ModelLoaded, import_in_background, model_key
 from napari_tiled_unet.batch import models as model_files
 from napari_tiled_unet.batch import settings as _settings
 
@@ -113,6 +113,7 @@ class DockWidget:
         self._saving = False
         #: The run in progress (its ``worker`` and ``cancel()``), or None.
         self._active: Any = None
+        import_in_background()  # what napari would import on the main thread at the first run
 
     def _start_dock(self) -> None:
         """Wire the shared controls, show the stored settings, follow the models folder.

@@ -60,8 +60,6 @@ class LiveRun:
     info : dict
         ``layer`` (the image layer), ``layout`` (its parsed axes), ``spatial`` (metadata
         for the outputs).
-    threshold : float
-        Foreground-probability threshold of the live labels.
     callbacks : RunCallbacks
         How the widget hears about the run.
     """
@@ -72,11 +70,10 @@ class LiveRun:
         job: Job,
         info: dict[str, Any],
         *,
-        threshold: float,
         callbacks: RunCallbacks,
     ) -> None:
         self._viewer, self._job, self._info = viewer, job, info
-        self._threshold, self._callbacks = threshold, callbacks
+        self._callbacks = callbacks
         self._done, self._start = 0, 0.0
         #: Seconds the model took to load (None: it was loaded already).
         self._load_seconds: float | None = None
@@ -133,10 +130,10 @@ class LiveRun:
             self._callbacks.status("Running...")
             self._bar.set_description(f"U-Net: segmenting {self._info['layer'].name}")
             return
+        tile, item = item.labels, item.progress  # a LiveTile: labels made in the worker
         total = item.n_tiles * item.n_planes
         done = item.plane_number * item.n_tiles + item.tiles_done
         step, self._done = done - self._done, done
-        tile = outputs.class_labels(item.probabilities, threshold=self._threshold)
         self._write_tile(item.plane, item.region, tile)
         self._callbacks.status(f"Running: {done} of {total} tiles")
         if self._bar.total != total:

@@ -168,9 +168,7 @@ class SegmentWidget(DockWidget, SegmentForm):
             failed=self._on_failed,
             ended=self._on_ended,
         )
-        self._active = LiveRun(
-            self._viewer, job, info, threshold=self.threshold.value, callbacks=callbacks
-        )
+        self._active = LiveRun(self._viewer, job, info, callbacks=callbacks)
         self._active.start()
 
     def _prepare(self) -> tuple[Job, dict[str, Any]]:
@@ -194,7 +192,8 @@ class SegmentWidget(DockWidget, SegmentForm):
         spatial = spatial_metadata(layer, axes)
         info = {"layer": layer, "layout": preview.layout, "spatial": spatial}
         data = layer_data(layer)
-        return Job(model, model_key(path), data, options, planes, plan), info
+        job = Job(model, model_key(path), data, options, planes, plan, self.threshold.value)
+        return job, info
 
     def _on_model_loaded(self, message: ModelLoaded) -> None:
         self._keep_loaded(message)
