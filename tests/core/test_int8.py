@@ -183,6 +183,7 @@ def test_without_onnxruntime_int8_says_how_to_install_and_runs_float32(cache, mo
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime fails
     unet, image = tiny_unet(2, 4, num_classes=3), _image()
     result, notes, problems = _run(unet, image, precision="int8")
+    assert notes == []
     assert len(problems) == 1 and 'pip install "napari-tiled-unet[onnx]"' in problems[0]
     assert "using float32" in problems[0] and "\n" not in problems[0]
     assert result.int8 is None and not cache.exists()
