@@ -228,3 +228,11 @@ def test_an_int8_variant_must_be_calibrated_before_it_runs():
     assert raw.precision == "int8" and not raw.calibrated and unet.calibrated
     with pytest.raises(ValueError, match="quantised on the images it segments"):
         raw.predict_batch(np.zeros((1, 44, 44, 1), np.float32))
+
+
+def test_a_fallback_leaves_the_float32_model_as_it_was(cache, monkeypatch):
+    monkeypatch.setattr(int8_module, "MIN_AGREEMENT", 1.01)
+    monkeypatch.setattr(precision_module, "native_bfloat16", lambda: False)
+    unet, image = tiny_unet(2, 4, num_classes=3), _image()
+    assert _run(unet, image, precision="int8")[0].int8.used == "float32"
+    assert unet.int8 is None and segment(unet, image).int8 is None

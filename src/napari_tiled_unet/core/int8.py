@@ -310,7 +310,11 @@ def int8_model(unet: Any, sources: Sequence[tuple[Any, Any]], plan: TilePlan) ->
     from napari_tiled_unet.core.cache import cache_dir
     from napari_tiled_unet.core.model.types import UNetModel
 
-    float32 = UNetModel(unet.keras_model, unet.metadata, unet.source)
+    float32 = unet._variants.get(("float32", ()))  # the model the int8 variant came from
+    if float32 is None:
+        float32 = unet.variant(tta=()) if unet.precision == "float32" else None
+    if float32 is None:
+        float32 = UNetModel(unet.keras_model, unet.metadata, unet.source)
     tiles = sample_tiles(sources, plan, CALIBRATION_TILES + HELD_OUT_TILES)
     held = np.arange(len(tiles)) % 3 == 2  # every third tile judges, the others calibrate
     key = _key(float32, tiles[~held], plan.tile_in)
@@ -338,5 +342,5 @@ def int8_model(unet: Any, sources: Sequence[tuple[Any, Any]], plan: TilePlan) ->
             stacklevel=3,
         )
         model = float32.variant(precision=gate.used, tta=unet.tta)
-    model.int8 = gate
-    return model
+    # a copy that carries the gate: the float32 model itself may serve other runs
+    return dataclasses.replace(model, int8=gate)

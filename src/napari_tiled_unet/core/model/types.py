@@ -193,7 +193,10 @@ class UNetModel:
             raise ValueError(
                 f"this model already runs in {self.precision}; start from the float32 one"
             )
-        return UNetModel(self.keras_model, self.metadata, self.source, "int8", tta)
+        raw = UNetModel(self.keras_model, self.metadata, self.source, "int8", tta)
+        # the float32 model it came from: int8's reference, and its fallback
+        raw._variants[("float32", ())] = self.variant(tta=())
+        return raw
 
     @property
     def calibrated(self) -> bool:
