@@ -19,6 +19,7 @@ _SANDBOX = tempfile.mkdtemp(prefix="napari-tiled-unet-tests-")
 atexit.register(shutil.rmtree, _SANDBOX, ignore_errors=True)
 os.environ["XDG_CONFIG_HOME"] = os.path.join(_SANDBOX, "config")
 os.environ["NAPARI_TILED_UNET_MODELS"] = os.path.join(_SANDBOX, "models")
+os.environ["NAPARI_TILED_UNET_CACHE"] = os.path.join(_SANDBOX, "cache")
 
 
 @functools.cache

@@ -14,6 +14,9 @@ HEAVY = (
     "PySide6",
     "PyQt6",
     "bioimageio",
+    "onnxruntime",
+    "onnx",
+    "tf2onnx",
 )
 
 

@@ -307,3 +307,10 @@ def test_widget_module_does_not_import_tensorflow():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_int8_is_a_precision_choice(make_napari_viewer):
+    widget = open_widget(make_napari_viewer())
+    assert "int8" in widget.precision.choices
+    widget.precision.value = "int8"
+    assert widget.precision.value == "int8"

@@ -551,3 +551,27 @@ def test_precision_budget_and_tta_fields_reach_the_run(make_napari_viewer, model
     widget.memory_budget.value = "plenty"
     with pytest.raises(ValueError, match="cannot read the memory size 'plenty'"):
         widget._prepare()
+
+
+def test_int8_is_a_precision_choice_and_the_status_says_how_it_went(
+    make_napari_viewer, qtbot, model_files, monkeypatch, tmp_path
+):
+    pytest.importorskip("onnxruntime", reason="int8 needs the onnx extra (onnxruntime)")
+    from napari_tiled_unet.core import int8 as int8_module
+    from napari_tiled_unet.core.cache import CACHE_ENV_VAR
+
+    monkeypatch.setenv(CACHE_ENV_VAR, str(tmp_path / "cache"))
+    monkeypatch.setattr(int8_module, "MIN_AGREEMENT", 0.0)  # a random U-Net passes
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(3).random((120, 100)).astype(np.float32), name="i")
+    widget = open_widget(viewer, model_files["random"])
+    assert "int8" in widget.precision.choices
+    widget.precision.value = "int8"
+    job, _ = widget._prepare()
+    assert job.options.precision == "int8"
+    run_and_wait(qtbot, widget)
+    status = widget.status.value
+    assert status.startswith("Done: ") and status.count("; int8: ") == 1
+    assert "agreement with float32 on 4 held-out tiles" in status
+    assert any(layer.data.shape == (120, 100) for layer in viewer.layers[1:])
+    assert list((tmp_path / "cache" / "int8").glob("*.onnx"))

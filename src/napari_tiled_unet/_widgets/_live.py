@@ -174,7 +174,7 @@ class LiveRun:
         tiles = f"{_plural(self._done, 'tile')} in {seconds:.1f} s"
         if self._load_seconds is not None:
             tiles = f"model loaded in {self._load_seconds:.1f} s; {tiles}"
-        self._callbacks.status(f"Done: {tiles}.")
+        self._callbacks.status(f"Done: {tiles}{_int8_text(result.int8)}.")
         if self.snapshot.layer not in self._viewer.layers:  # removed during the run
             self._viewer.layers.append(self.snapshot.layer)
         self._callbacks.returned(
@@ -203,3 +203,12 @@ class LiveRun:
         self.worker = None
         self._callbacks.ended()
         self._bar.close()
+
+
+def _int8_text(gate: Any) -> str:
+    """How a run that asked for int8 went, for the status line ("" for other runs)."""
+    if gate is None:
+        return ""
+    if gate.used == "int8":
+        return f"; int8: {gate.describe()}"
+    return f"; int8 fell short of float32 ({gate.describe()}), so {gate.used} ran"

@@ -19,7 +19,9 @@ def run_fields() -> tuple[ComboBox, LineEdit, CheckBox]:
     tta = CheckBox(text="Test-time augmentation (8 network passes: 8x slower)")
     precision.tooltip = (
         "Arithmetic of the network. bfloat16 needs a CPU with avx512_bf16/amx_bf16 or a "
-        "GPU, float16 a GPU; elsewhere float32 is used, with a warning."
+        "GPU, float16 a GPU; elsewhere float32 is used, with a warning. int8 (the onnx "
+        "extra) is quantised on tiles of the image and used only where its labels agree "
+        "with float32's on other tiles; else bfloat16 or float32, with a warning."
     )
     budget.tooltip = (
         "Memory for one network call, e.g. 300MB or 2GB; empty: a quarter of the "

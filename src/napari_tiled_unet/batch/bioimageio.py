@@ -19,7 +19,6 @@ import os
 import re
 import shutil
 import tempfile
-import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -201,16 +200,12 @@ def _write_weights(unet: Any, folder: Path, onnx: bool) -> dict[str, Any]:
         },
     }
     if onnx:
-        import onnx as onnx_lib
+        from napari_tiled_unet.core.model.geometry import smallest_valid_input_size
+        from napari_tiled_unet.core.onnx_export import export_onnx
 
-        with warnings.catch_warnings():  # the converter's numpy deprecation notes
-            warnings.simplefilter("ignore", FutureWarning)
-            model.export(str(folder / "model.onnx"), format="onnx", verbose=False)
-        opset = max(
-            o.version
-            for o in onnx_lib.load(str(folder / "model.onnx")).opset_import
-            if o.domain in ("", "ai.onnx")
-        )
+        meta = unet.metadata
+        size = meta.fixed_input_size or (smallest_valid_input_size(meta.depth),) * 2
+        opset = export_onnx(model, folder / "model.onnx", input_size=tuple(size))
         weights["onnx"] = {"source": "model.onnx", "opset_version": opset, "parent": "keras_v3"}
     return weights
 

@@ -288,6 +288,11 @@ def segment_lazy(
     if not hasattr(image, "dask") and isinstance(image, np.ndarray):
         image = da.from_array(image, chunks=image.shape)
     job = prepare(unet, image, options, **keywords)
+    if not job.unet.calibrated:
+        raise ValueError(
+            "precision int8 runs in memory only; segment without lazy=True (or without Dask "
+            "workers), or use precision bfloat16"
+        )
     x, plan, n = job.canonical, job.plan, len(job.plane_shape)
     if not hasattr(x, "dask"):
         x = da.from_array(x, chunks=(1,) * n + x.shape[n:])

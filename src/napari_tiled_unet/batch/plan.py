@@ -35,7 +35,7 @@ from napari_tiled_unet.core.prepare import (
 from napari_tiled_unet.core.sizing import Rescale, plan_rescale, scaled_shape
 from napari_tiled_unet.core.tiling import TilePlan, plan_tiles
 
-__all__ = ["FileJob", "Rows", "Tick", "local_pages", "plan_file"]
+__all__ = ["FileJob", "Rows", "Tick", "local_pages", "plan_file", "streamed_scale"]
 
 _BAND_VALUES = 2**24  # values per block when streaming statistics
 
@@ -119,6 +119,8 @@ class FileJob:
                 "network_passes_per_tile": max(1, len(unet.tta)),
                 "memory_fallback": fallback_of(unet, plan),
             }
+            if unet.int8 is not None:
+                runs["int8"] = unet.int8.to_dict()
         return {
             "output_axes": self.label_axes,
             "calibration": self.source.calibration.to_dict(),
@@ -210,7 +212,7 @@ def _bands(reader: PlaneReader) -> Iterator[np.ndarray]:
         yield reader[y : y + rows, :].reshape(-1, channels)
 
 
-def _streamed_scale(job: FileJob, readers: list[PlaneReader]) -> Scale:
+def streamed_scale(job: FileJob, readers: list[PlaneReader]) -> Scale:
     """Exact percentiles over the given planes, read band by band."""
     return normalizer_statistics(
         job.normalizer,
@@ -265,7 +267,7 @@ def _streamed_plane(
 ) -> Iterator[Tick | Rows]:
     plan = job.plan
     if job.normalizer is not None and scale is None:
-        scale = _streamed_scale(job, [reader])
+        scale = streamed_scale(job, [reader])
     columns, width = len(plan.origins[1]), plan.shape[1]
     bands: dict[int, list[Any]] = {}
     done = 0
@@ -292,7 +294,7 @@ def local_pages(job: FileJob, unet: Any, options: Any) -> Iterator[Tick | Rows]:
     stack_scale = None
     if job.normalizer is not None and job.normalizer.per == "stack":
         everything = [PlaneReader(job.source, index, job.layout) for index in job.order]
-        stack_scale = _streamed_scale(job, everything)
+        stack_scale = streamed_scale(job, everything)
     segment = _streamed_plane if job.streamed else _whole_plane
     for page, reader in enumerate(readers):
         yield from segment(job, unet, reader, page, stack_scale, options.probabilities)

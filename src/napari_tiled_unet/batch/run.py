@@ -273,7 +273,8 @@ def _model_info(unet: Any, model: Any) -> dict[str, Any]:
 def _versions() -> dict[str, str]:
     import importlib.metadata as metadata
 
-    names = ("napari-tiled-unet", "tensorflow", "keras", "numpy", "tifffile", "dask")
+    names = ["napari-tiled-unet", "tensorflow", "keras", "numpy", "tifffile", "dask"]
+    names.append("onnxruntime")
     found = {}
     for name in names:
         try:
@@ -345,13 +346,23 @@ def iter_batch(
         raise ValueError(problems[0] + "; check the input paths")
     base = resolve_model(model)
     unet = runner(base, opts)  # in the run's precision, with its augmentation
+    distributed = workers > 1 or bool(scheduler) or client is not None
+    if distributed and not unet.calibrated:
+        raise ValueError(
+            "precision int8 runs in this process only; leave out --workers and --scheduler, "
+            "or use precision bfloat16"
+        )
     out.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
         if not _lock_folder(stack, out, _stopper(stop), record_extra):
             return BatchSummary((), None, cancelled=True)
         files, _ = expand_inputs(inputs, exclude=out.resolve())  # outputs made while waiting
         pages: Callable[[FileJob], Iterator[Tick | Rows]]
-        if workers > 1 or scheduler or client is not None:
+        if not unet.calibrated:  # int8: quantised on this run's own images
+            from napari_tiled_unet.batch.int8 import calibrated_runner
+
+            unet = calibrated_runner(unet, files, opts)
+        if distributed:
             from napari_tiled_unet.batch.cluster import connect, dask_pages
 
             dask_client = client or stack.enter_context(connect(workers, scheduler))
@@ -383,10 +394,10 @@ def _run(
     from napari_tiled_unet.batch.record import RunRecord
 
     model_info = _model_info(ctx.unet, model)
-    record = RunRecord(
-        ctx.outdir / RUN_RECORD,
-        {**extra, "parameters": asdict(ctx.options), "model": model_info, "versions": _versions()},
-    )
+    run = {**extra, "parameters": asdict(ctx.options), "model": model_info}
+    if ctx.unet.int8 is not None:  # how int8 fared against float32, and what was used
+        run["int8"] = ctx.unet.int8.to_dict()
+    record = RunRecord(ctx.outdir / RUN_RECORD, {**run, "versions": _versions()})
     ctx.record, ctx.model_sha256 = record, model_info["sha256"]
     results: list[FileResult] = []
     claimed: dict[str, Path] = {}  # output stem -> the input that has it

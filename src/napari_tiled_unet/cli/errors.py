@@ -32,5 +32,12 @@ def fail(message: str, status: int = EXIT_FAILED) -> int:
 def show_warning(
     message: Warning | str, category: type[Warning], *_: object, **__: object
 ) -> None:
-    """Print a warning as one line (no source location: it is meant for the user)."""
-    print(f"napari-tiled-unet: warning: {message}", file=sys.stderr)
+    """Print a warning as one line (no source location: it is meant for the user).
+
+    A :class:`~napari_tiled_unet.core.precision.PrecisionNote` is news, not a problem, and
+    is printed without the word "warning".
+    """
+    from napari_tiled_unet.core.precision import PrecisionNote
+
+    kind = "" if issubclass(category, PrecisionNote) else "warning: "
+    print(f"napari-tiled-unet: {kind}{message}", file=sys.stderr)

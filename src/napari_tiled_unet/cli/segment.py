@@ -108,10 +108,12 @@ def add_segment_parser(commands: Any) -> argparse.ArgumentParser:
     )
     add(
         "--precision",
-        choices=("float32", "bfloat16", "float16"),
+        choices=("float32", "bfloat16", "float16", "int8"),
         default="float32",
         help="arithmetic of the network; bfloat16 needs a CPU with avx512_bf16/amx_bf16 or a "
-        "GPU, float16 a GPU (elsewhere: float32, with one warning); the softmax is always "
+        "GPU, float16 a GPU (elsewhere: float32, with one warning); int8 (the onnx extra) is "
+        "quantised on tiles of the inputs and used only where its labels agree with float32's "
+        "on other tiles (else bfloat16 or float32, with one warning); the softmax is always "
         "float32 (example: --precision bfloat16)",
     )
     add(

@@ -6,6 +6,10 @@ CPUs with native bfloat16 instructions (``avx512_bf16`` or ``amx_bf16``) and on 
 because emulated half precision is slower than float32.  The softmax and everything after
 it stay in float32, so probabilities keep their full resolution.
 
+``"int8"`` runs the network through ONNX Runtime, quantised on the images being segmented
+and used only where its labels agree with float32's (:mod:`napari_tiled_unet.core.int8`);
+it needs the ``onnx`` extra, without which the run uses float32 with one warning.
+
 Keras is imported only when a model is converted.
 """
 
@@ -18,15 +22,17 @@ from typing import Any
 
 __all__ = [
     "PRECISIONS",
+    "PrecisionNote",
     "PrecisionWarning",
     "cast_keras_model",
     "check_precision",
     "cpu_has_bf16",
     "effective_precision",
+    "native_bfloat16",
 ]
 
 #: The precisions a run can ask for.
-PRECISIONS = ("float32", "bfloat16", "float16")
+PRECISIONS = ("float32", "bfloat16", "float16", "int8")
 # Keras dtype policies: float32 variables, computation in the reduced type.
 _POLICIES = {"bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 # Layers from which on everything stays float32 (the class probabilities and their crops).
@@ -34,7 +40,11 @@ _OUTPUT_ACTIVATIONS = ("softmax", "sigmoid")
 
 
 class PrecisionWarning(UserWarning):
-    """A requested precision is not supported here; the run uses float32."""
+    """A requested precision is not supported here; the run uses another one."""
+
+
+class PrecisionNote(UserWarning):
+    """Not a problem: what a reduced precision measured, said once per run (e.g. int8's gate)."""
 
 
 def check_precision(precision: Any) -> str:
@@ -42,7 +52,8 @@ def check_precision(precision: Any) -> str:
     if precision not in PRECISIONS:
         raise ValueError(
             f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}; "
-            "use float32 unless the machine has bfloat16 (recent CPUs, GPUs) or float16 (GPUs)"
+            "use float32 unless the machine has bfloat16 (recent CPUs, GPUs) or float16 (GPUs), "
+            "or int8 (CPUs, with the onnx extra)"
         )
     return str(precision)
 
@@ -74,15 +85,34 @@ def _has_gpu() -> bool:
     return bool(get_tf().config.list_physical_devices("GPU"))
 
 
+def native_bfloat16() -> bool:
+    """Whether this machine runs bfloat16 natively (a GPU, or a CPU with bfloat16 instructions)."""
+    return cpu_has_bf16() or _has_gpu()
+
+
 def effective_precision(precision: str) -> str:
     """Return the precision that a run asking for ``precision`` uses on this machine.
 
     A reduced precision the hardware does not run natively gives float32 and one
-    :class:`PrecisionWarning` that says why.
+    :class:`PrecisionWarning` that says why; so does int8 without ONNX Runtime (the
+    ``onnx`` extra).  Whether int8 is then used is decided on the images (its gate).
     """
     precision = check_precision(precision)
     if precision == "float32":
         return precision
+    if precision == "int8":
+        from napari_tiled_unet.core.onnx_export import ONNX_HINT, missing_onnx
+
+        missing = missing_onnx()
+        if missing is None:
+            return precision
+        warnings.warn(
+            f"precision int8 needs {missing}, which is not installed; using float32 "
+            f"(install it with: {ONNX_HINT})",
+            PrecisionWarning,
+            stacklevel=2,
+        )
+        return "float32"
     if _has_gpu() or (precision == "bfloat16" and cpu_has_bf16()):
         return precision
     need = (
@@ -120,6 +150,11 @@ def cast_keras_model(keras_model: Any, precision: str) -> Any:
     precision = check_precision(precision)
     if precision == "float32":
         return keras_model
+    if precision not in _POLICIES:
+        raise ValueError(
+            f"a Keras model cannot be rebuilt in {precision}; int8 models come from "
+            "napari_tiled_unet.core.int8.int8_model"
+        )
     from napari_tiled_unet.core._keras import get_keras
 
     keras = get_keras()

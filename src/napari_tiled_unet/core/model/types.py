@@ -123,12 +123,18 @@ class UNetModel:
         Geometry, class names, normalisation, training record.
     source : str, optional
         The file it was loaded from.
-    precision : {"float32", "bfloat16", "float16"}
-        The arithmetic of ``keras_model`` (see :meth:`variant`).
+    precision : {"float32", "bfloat16", "float16", "int8"}
+        The arithmetic of ``keras_model`` (see :meth:`variant`).  An int8 model keeps the
+        float32 ``keras_model`` and runs an ONNX Runtime session made for its images by
+        :func:`~napari_tiled_unet.core.int8.int8_model` (until then, :attr:`calibrated` is
+        False and it cannot run).
     tta : tuple of str
         Test-time augmentation: the transforms of
         :data:`~napari_tiled_unet.core.tta.TRANSFORMS` whose softmax is averaged
         (empty: none; each costs one network pass).
+    int8 : Int8Gate, optional
+        For a run that asked for int8: how int8 compared with float32 on held-out tiles
+        (:class:`~napari_tiled_unet.core.int8.Int8Gate`), also when it fell back.
     """
 
     keras_model: Any
@@ -141,6 +147,7 @@ class UNetModel:
     #: Batch and tile sizes that calls fell back to after running out of memory, per
     #: planned tile size, and whether that was said (see :mod:`napari_tiled_unet.core.memory`).
     memory_fallback: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
+    int8: Any = field(default=None, repr=False, compare=False)
 
     def variant(self, *, precision: str = "float32", tta: tuple[str, ...] = ()) -> UNetModel:
         """Return this network in ``precision`` and with test-time augmentation ``tta``.
@@ -151,6 +158,8 @@ class UNetModel:
         key = (precision, tuple(tta))
         if key == (self.precision, self.tta):
             return self
+        if key not in self._variants and "int8" in (precision, self.precision):
+            self._variants[key] = self._int8_variant(precision, tuple(tta))
         if key not in self._variants:
             keras_model = self.keras_model
             if precision != self.precision:
@@ -168,6 +177,31 @@ class UNetModel:
                 keras_model, self.metadata, self.source, precision, tuple(tta)
             )
         return self._variants[key]
+
+    def _int8_variant(self, precision: str, tta: tuple[str, ...]) -> UNetModel:
+        if self.precision == "int8" and precision == "int8":  # the same session
+            return UNetModel(
+                self.keras_model,
+                self.metadata,
+                self.source,
+                "int8",
+                tta,
+                _call=self._call,
+                int8=self.int8,
+            )
+        if self.precision != "float32":
+            raise ValueError(
+                f"this model already runs in {self.precision}; start from the float32 one"
+            )
+        raw = UNetModel(self.keras_model, self.metadata, self.source, "int8", tta)
+        # the float32 model it came from: int8's reference, and its fallback
+        raw._variants[("float32", ())] = self.variant(tta=())
+        return raw
+
+    @property
+    def calibrated(self) -> bool:
+        """False for an int8 model that has no quantised network yet (True otherwise)."""
+        return self.precision != "int8" or self._call is not None
 
     @property
     def spec(self) -> NetworkSpec:
@@ -190,6 +224,11 @@ class UNetModel:
 
     def _predict_once(self, batch: np.ndarray) -> np.ndarray:
         if self._call is None:
+            if self.precision == "int8":
+                raise ValueError(
+                    "an int8 model is quantised on the images it segments; run it through "
+                    "segment or a batch run, or use precision float32"
+                )
             self._call = _compiled_call(self.keras_model)
         out = np.asarray(self._call(np.ascontiguousarray(batch, dtype=np.float32)))
         crop = self.metadata.padded_halo

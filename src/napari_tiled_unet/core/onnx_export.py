@@ -1,0 +1,101 @@
+"""Keras to ONNX, and ONNX Runtime sessions (the optional ``onnx`` extra, imported lazily).
+
+:func:`export_onnx` writes a U-Net as an ONNX graph that takes the engine's ``(B, Y, X, C)``
+float32 tiles with any batch and tile size; :func:`ort_session` opens a graph for inference
+on the CPU, on as many threads as the network's TensorFlow operations use.  Nothing here
+imports ONNX, ONNX Runtime or the converter until a function needs them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "ONNX_HINT",
+    "export_onnx",
+    "missing_onnx",
+    "ort_session",
+    "ort_threads",
+    "session_call",
+]
+
+#: How to install what ONNX export and int8 inference need.
+ONNX_HINT = 'pip install "napari-tiled-unet[onnx]"'
+_MODULES = ("onnxruntime", "onnx", "tf2onnx")
+
+
+def missing_onnx() -> str | None:
+    """Return the first module of the ``onnx`` extra that cannot be imported (None: all can)."""
+    for name in _MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            return name
+    return None
+
+
+def export_onnx(
+    keras_model: Any, path: str | os.PathLike[str], *, input_size: tuple[int, int]
+) -> int:
+    """Write ``keras_model`` as ONNX to ``path``; return the graph's ONNX opset.
+
+    The graph's input is named after the model's input and has dynamic batch, height and
+    width (unless the model takes one size only); ``input_size`` is a valid ``(Y, X)`` tile
+    size of the network, for the one call that Keras needs before it exports a model.
+    """
+    from napari_tiled_unet.core.model.stock import to_stock_keras
+
+    model = to_stock_keras(keras_model)
+    channels = int(model.inputs[0].shape[-1])
+    model(np.zeros((1, *input_size, channels), np.float32), training=False)
+    with warnings.catch_warnings():  # the converter's numpy deprecation notes
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        model.export(str(path), format="onnx", verbose=False)
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False)
+    return max(o.version for o in graph.opset_import if o.domain in ("", "ai.onnx"))
+
+
+def ort_threads() -> int:
+    """Threads within one ONNX Runtime operation: TensorFlow's setting, else all cores."""
+    import sys
+
+    if "tensorflow" in sys.modules:
+        from napari_tiled_unet.core._keras import get_tf
+
+        threads = int(get_tf().config.threading.get_intra_op_parallelism_threads())
+        if threads > 0:
+            return threads
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def ort_session(path: str | os.PathLike[str], *, threads: int | None = None) -> Any:
+    """Open the ONNX graph at ``path`` for inference on the CPU (``threads`` within ops)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = int(threads or ort_threads())
+    options.inter_op_num_threads = 1  # the U-Net is a chain: nothing runs side by side
+    options.log_severity_level = 3  # errors only: no notes about unused initialisers
+    return ort.InferenceSession(str(Path(path)), options, providers=["CPUExecutionProvider"])
+
+
+def session_call(session: Any) -> Any:
+    """Return a function that runs ``session`` on a ``(B, Y, X, C)`` float32 batch."""
+    name = session.get_inputs()[0].name
+
+    def call(batch: np.ndarray) -> np.ndarray:
+        return session.run(None, {name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+
+    return call

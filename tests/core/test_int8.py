@@ -1,0 +1,238 @@
+"""int8 through ONNX Runtime: export, calibration on the image, the gate, the cache."""
+
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+from napari_tiled_unet import segment
+from napari_tiled_unet.core import int8 as int8_module
+from napari_tiled_unet.core import precision as precision_module
+from napari_tiled_unet.core.cache import CACHE_ENV_VAR, atomic_path
+from napari_tiled_unet.core.precision import PrecisionNote, PrecisionWarning
+from tests.conftest import tiny_unet
+
+pytest.importorskip("onnxruntime", reason="int8 needs the onnx extra (onnxruntime)")
+pytest.importorskip("tf2onnx", reason="int8 needs the onnx extra (tf2onnx)")
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    folder = tmp_path / "cache"
+    monkeypatch.setenv(CACHE_ENV_VAR, str(folder))
+    return folder / "int8"
+
+
+@pytest.fixture
+def lenient(monkeypatch):
+    """A gate that any int8 model passes (tiny random U-Nets may not meet the real bar)."""
+    monkeypatch.setattr(int8_module, "MIN_AGREEMENT", 0.0)
+    monkeypatch.setattr(int8_module, "MIN_BORDER_IOU", 0.0)
+
+
+def _image(shape=(120, 110), seed=0):
+    rng = np.random.default_rng(seed)
+    image = rng.random(shape) * 200
+    image[30:60, 20:70] += 600  # some structure, so the labels are not all one class
+    return image.astype(np.uint16)
+
+
+def _run(*args, **kwargs):
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        result = segment(*args, **kwargs)
+    notes = [str(w.message) for w in seen if issubclass(w.category, PrecisionNote)]
+    problems = [
+        str(w.message)
+        for w in seen
+        if issubclass(w.category, PrecisionWarning) and not issubclass(w.category, PrecisionNote)
+    ]
+    return result, notes, problems
+
+
+def test_float32_onnx_export_equals_keras_for_any_batch_and_tile_size(tmp_path):
+    from napari_tiled_unet.core.onnx_export import export_onnx, ort_session, session_call
+
+    unet = tiny_unet(2, 4, num_classes=3)
+    opset = export_onnx(unet.keras_model, tmp_path / "m.onnx", input_size=(44, 44))
+    assert opset >= 13
+    call = session_call(ort_session(tmp_path / "m.onnx", threads=1))
+    rng = np.random.default_rng(0)
+    for shape in ((1, 44, 44, 1), (3, 60, 76, 1)):
+        x = rng.random(shape, dtype=np.float32)
+        expected = unet.predict_batch(x)
+        got = call(x)
+        assert got.shape == expected.shape == (shape[0], shape[1] - 40, shape[2] - 40, 3)
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_int8_segments_with_shape_and_dtype_and_says_so_once(cache, lenient):
+    unet = tiny_unet(2, 4, num_classes=3)
+    image = _image()
+    reference = segment(unet, image)
+    result, notes, problems = _run(unet, image, precision="int8")
+    assert result.probabilities.shape == (120, 110, 3)
+    assert result.probabilities.dtype == np.float32
+    assert result.labels.shape == (120, 110) and result.labels.dtype == np.uint8
+    np.testing.assert_allclose(result.probabilities.sum(-1), 1, atol=1e-5)  # float32 softmax
+    gate = result.int8
+    assert gate.used == "int8" and gate.held_out == int8_module.HELD_OUT_TILES
+    assert 0 <= gate.agreement <= 1 and 0 <= gate.border_iou <= 1 and gate.speedup > 0
+    assert len(notes) == 1 and notes[0].startswith("int8: ") and "held-out tiles" in notes[0]
+    assert problems == []
+    diff = np.abs(result.probabilities - reference.probabilities)
+    assert 0 < diff.max() < 0.3  # int8 really ran: close to float32, not equal to it
+    assert len(list(cache.glob("*.onnx"))) == 1 and len(list(cache.glob("*.json"))) == 1
+
+
+def test_the_classifier_and_softmax_stay_float32(cache, lenient):
+    import onnx
+
+    segment(tiny_unet(2, 4, num_classes=3), _image(), precision="int8")
+    graph = onnx.load(str(next(cache.glob("*.onnx")))).graph
+    producers = {out: node for node in graph.node for out in node.output}
+    softmax = next(n for n in graph.node if n.op_type == "Softmax")
+    classifier = producers[softmax.input[0]]
+    assert classifier.op_type == "Conv"
+    initializers = {i.name for i in graph.initializer}
+    assert classifier.input[1] in initializers  # a float weight, not a DequantizeLinear
+    assert all(producers[i].op_type != "DequantizeLinear" for i in softmax.input)
+    assert sum(n.op_type == "QuantizeLinear" for n in graph.node) > 5  # the rest is int8
+
+
+@pytest.mark.parametrize("native_bf16, expected", [(False, "float32"), (True, "bfloat16")])
+def test_a_failed_gate_falls_back_with_one_warning(cache, monkeypatch, native_bf16, expected):
+    monkeypatch.setattr(int8_module, "MIN_AGREEMENT", 1.01)  # unreachable
+    monkeypatch.setattr(precision_module, "native_bfloat16", lambda: native_bf16)
+    unet = tiny_unet(2, 4, num_classes=3)
+    image = _image()
+    result, notes, problems = _run(unet, image, precision="int8")
+    assert notes == [] and len(problems) == 1
+    assert "int8 does not agree well enough with float32" in problems[0]
+    assert problems[0].endswith(f"using {expected}") and "\n" not in problems[0]
+    assert result.int8.used == expected and not result.int8.passed
+    same = segment(unet.variant(precision=expected), image, precision=expected)
+    np.testing.assert_array_equal(result.probabilities, same.probabilities)
+
+
+def test_the_gate_passes_a_model_that_meets_the_bar(cache, monkeypatch):
+    unet = tiny_unet(2, 4, num_classes=3)
+    result, notes, problems = _run(unet, _image(), precision="int8")
+    gate = result.int8
+    # The bar the gate applies is the stated one, whatever this tiny model reaches.
+    meets = gate.agreement >= 0.995 and gate.border_iou >= 0.90
+    assert gate.passed == meets and (gate.used == "int8") == meets
+    assert (len(notes), len(problems)) == ((1, 0) if meets else (0, 1))
+    monkeypatch.setattr(int8_module, "MIN_AGREEMENT", gate.agreement)  # exactly met
+    monkeypatch.setattr(int8_module, "MIN_BORDER_IOU", gate.border_iou)
+    again, notes, problems = _run(unet, _image(), precision="int8")
+    assert again.int8.used == "int8" and again.int8.cached and len(notes) == 1
+
+
+def test_the_second_run_reuses_the_cached_model_and_gate(cache, lenient, monkeypatch):
+    calls = {"quantize": 0, "measure": 0}
+    for name in calls:
+        original = getattr(int8_module, f"_{name}")
+
+        def counted(*args, _original=original, _name=name):
+            calls[_name] += 1
+            return _original(*args)
+
+        monkeypatch.setattr(int8_module, f"_{name}", counted)
+    unet, image = tiny_unet(2, 4, num_classes=3), _image()
+    first = segment(unet, image, precision="int8")
+    model = next(cache.glob("*.onnx"))
+    stamp = model.stat().st_mtime_ns
+    second = segment(unet, image, precision="int8")
+    assert calls == {"quantize": 1, "measure": 1}
+    assert model.stat().st_mtime_ns == stamp and second.int8.cached and not first.int8.cached
+    assert second.int8.agreement == first.int8.agreement
+    np.testing.assert_array_equal(first.probabilities, second.probabilities)
+    segment(unet, _image(seed=1), precision="int8")  # other data: calibrated anew
+    assert calls["quantize"] == 2 and len(list(cache.glob("*.onnx"))) == 2
+
+
+def test_a_failed_quantisation_leaves_nothing_in_the_cache(cache, lenient, monkeypatch):
+    from onnxruntime import quantization
+
+    def broken(source, target, *args, **kwargs):
+        with open(target, "wb") as handle:
+            handle.write(b"half a model")
+        raise RuntimeError("quantiser crashed")
+
+    monkeypatch.setattr(quantization, "quantize_static", broken)
+    with pytest.raises(RuntimeError, match="quantiser crashed"):
+        segment(tiny_unet(2, 4, num_classes=3), _image(), precision="int8")
+    assert list(cache.iterdir()) == []
+
+
+def test_atomic_path_writes_all_or_nothing(tmp_path):
+    target = tmp_path / "gate.json"
+    with pytest.raises(OSError):
+        with atomic_path(target) as part:
+            part.write_text("partial")
+            raise OSError("disk full")
+    assert list(tmp_path.iterdir()) == []
+    with atomic_path(target) as part:
+        part.write_text("whole")
+    assert [p.name for p in tmp_path.iterdir()] == ["gate.json"] and target.read_text() == "whole"
+
+
+def test_without_onnxruntime_int8_says_how_to_install_and_runs_float32(cache, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime fails
+    unet, image = tiny_unet(2, 4, num_classes=3), _image()
+    result, notes, problems = _run(unet, image, precision="int8")
+    assert notes == []
+    assert len(problems) == 1 and 'pip install "napari-tiled-unet[onnx]"' in problems[0]
+    assert "using float32" in problems[0] and "\n" not in problems[0]
+    assert result.int8 is None and not cache.exists()
+    np.testing.assert_array_equal(result.probabilities, segment(unet, image).probabilities)
+
+
+def test_tiled_equals_whole_image_with_one_int8_session(cache, lenient):
+    from napari_tiled_unet.core.prepare import prepare
+
+    unet, image = tiny_unet(2, 4, num_classes=3), _image((150, 140))
+    job = prepare(unet, image, precision="int8", normalize="none")
+    quantised = int8_module.int8_model(job.unet, [(image[..., None], None)], job.plan)
+    assert quantised.precision == "int8"
+    whole = segment(quantised, image, precision="int8", normalize="none", tile_size=500)
+    assert whole.plan.n_tiles == 1
+    for size in (44, 60, 92):
+        tiled = segment(quantised, image, precision="int8", normalize="none", tile_size=size)
+        assert tiled.plan.n_tiles > 1
+        # Integer arithmetic inside and fixed scales: bit-identical here (max |dp| 0.0 with
+        # ONNX Runtime 1.32 on x86); the tolerance only allows kernels that round by shape.
+        np.testing.assert_allclose(tiled.probabilities, whole.probabilities, rtol=0, atol=1e-6)
+        np.testing.assert_array_equal(tiled.labels, whole.labels)
+
+
+def test_calibration_and_held_out_tiles_differ_and_spread():
+    from napari_tiled_unet.core.tiling import plan_tiles
+
+    unet = tiny_unet(2, 4)
+    plane = np.arange(200 * 180, dtype=np.float32).reshape(200, 180, 1)
+    plan = plan_tiles((200, 180), unet.spec, tile_size=60)
+    tiles = int8_module.sample_tiles([(plane, None)], plan, 12)
+    assert tiles.shape == (12, 60, 60, 1) and tiles.dtype == np.float32
+    corners = {float(t[40, 40, 0]) for t in tiles}  # a pixel inside the image
+    assert len(corners) == 12  # no two tiles alike
+    rows = sorted({int(t[40, 40, 0]) // 180 for t in tiles})
+    assert rows[0] < 60 and rows[-1] > 100  # from the top and the bottom of the plane
+
+
+def test_an_int8_variant_must_be_calibrated_before_it_runs():
+    unet = tiny_unet(2, 4)
+    raw = unet.variant(precision="int8")
+    assert raw.precision == "int8" and not raw.calibrated and unet.calibrated
+    with pytest.raises(ValueError, match="quantised on the images it segments"):
+        raw.predict_batch(np.zeros((1, 44, 44, 1), np.float32))
+
+
+def test_a_fallback_leaves_the_float32_model_as_it_was(cache, monkeypatch):
+    monkeypatch.setattr(int8_module, "MIN_AGREEMENT", 1.01)
+    monkeypatch.setattr(precision_module, "native_bfloat16", lambda: False)
+    unet, image = tiny_unet(2, 4, num_classes=3), _image()
+    assert _run(unet, image, precision="int8")[0].int8.used == "float32"
+    assert unet.int8 is None and segment(unet, image).int8 is None
