@@ -1,5 +1,6 @@
 """int8 through ONNX Runtime: export, calibration on the image, the gate, the cache."""
 
+import importlib.util
 import sys
 import warnings
 
@@ -14,7 +15,10 @@ from napari_tiled_unet.core.precision import PrecisionNote, PrecisionWarning
 from tests.conftest import tiny_unet
 
 pytest.importorskip("onnxruntime", reason="int8 needs the onnx extra (onnxruntime)")
-pytest.importorskip("tf2onnx", reason="int8 needs the onnx extra (tf2onnx)")
+# Looked up, not imported: tf2onnx imports TensorFlow, which must come through get_keras.
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("tf2onnx") is None, reason="int8 needs the onnx extra (tf2onnx)"
+)
 
 
 @pytest.fixture
@@ -236,3 +240,15 @@ def test_a_fallback_leaves_the_float32_model_as_it_was(cache, monkeypatch):
     unet, image = tiny_unet(2, 4, num_classes=3), _image()
     assert _run(unet, image, precision="int8")[0].int8.used == "float32"
     assert unet.int8 is None and segment(unet, image).int8 is None
+
+
+def test_checking_the_onnx_extra_does_not_import_tensorflow():
+    """tf2onnx imports TensorFlow; loaded that way (not through get_keras) it aborts napari."""
+    import subprocess
+
+    code = (
+        "import sys; from napari_tiled_unet.core.onnx_export import missing_onnx; "
+        "assert missing_onnx() is None; print('tensorflow' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -81,7 +81,9 @@ def test_out_of_memory_halves_the_batch_and_gives_the_same_result(monkeypatch, f
 
 
 def test_out_of_memory_at_one_tile_uses_smaller_tiles(monkeypatch):
-    tf = pytest.importorskip("tensorflow")
+    from napari_tiled_unet.core._keras import get_tf
+
+    tf = get_tf()  # TensorFlow comes through the package's isolated import, as everywhere
     image = np.random.default_rng(1).random((200, 180), dtype=np.float32)
     expected = segment(_fresh(3), image, tile_size=196, batch_size=1, normalize=None)
     unet = _fresh(3)
