@@ -252,3 +252,16 @@ def test_checking_the_onnx_extra_does_not_import_tensorflow():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_large_planned_tiles_calibrate_on_smaller_tiles_of_the_same_grid():
+    """The calibrator holds every activation of every tile: large tiles would not fit."""
+    from napari_tiled_unet.core.tiling import plan_tiles
+
+    unet = tiny_unet(3, 4)
+    big = plan_tiles((3000, 3000), unet.spec, tile_size=1500)
+    small = int8_module._calibration_plan(unet, big)
+    assert max(small.tile_in) <= int8_module.CALIBRATION_TILE < max(big.tile_in)
+    assert small.shape == big.shape and small.halo == big.halo
+    modest = plan_tiles((300, 300), unet.spec)
+    assert int8_module._calibration_plan(unet, modest) == modest

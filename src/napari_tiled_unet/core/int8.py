@@ -3,7 +3,8 @@
 :func:`int8_model` turns a float32 U-Net into one that runs in int8, for the tiles of one
 run:
 
-1. Tiles of the planned tile size are cut at spread-out places of the run's planes,
+1. Tiles of the planned tile size (at most :data:`CALIBRATION_TILE` px) are cut at
+   spread-out places of the run's planes,
    normalised as the engine normalises them: two thirds calibrate, one third is held out.
 2. The network is exported to ONNX and quantised statically (QDQ format, uint8 activations,
    int8 weights per output channel, min/max calibration on the calibration tiles).  The 1x1
@@ -39,9 +40,10 @@ import numpy as np
 
 from napari_tiled_unet.core.normalize import network_input
 from napari_tiled_unet.core.precision import PrecisionNote, PrecisionWarning
-from napari_tiled_unet.core.tiling import Tile, TilePlan, cut_tile
+from napari_tiled_unet.core.tiling import Tile, TilePlan, cut_tile, plan_tiles
 
 __all__ = [
+    "CALIBRATION_TILE",
     "CALIBRATION_TILES",
     "HELD_OUT_TILES",
     "MIN_AGREEMENT",
@@ -60,6 +62,11 @@ MIN_AGREEMENT = 0.995
 MIN_BORDER_IOU = 0.90
 #: Tiles that calibrate the activation ranges, and tiles that judge the result.
 CALIBRATION_TILES, HELD_OUT_TILES = 8, 4
+#: Largest calibration and held-out tile (input px; larger planned tiles are cut smaller on
+#: the same grid).  ONNX Runtime's calibrator keeps every intermediate tensor of every
+#: calibration tile: for the paper-size network's 1212 px tiles (about 2 GB of activations
+#: each) that ran out of 24 GB.  The ranges it measures do not depend on the tile size.
+CALIBRATION_TILE = 572
 #: Calibration of the activation ranges (ONNX Runtime's ``CalibrationMethod``).  On the bundled
 #: model and the nuclei sample MinMax, Percentile and Entropy agree with float32 within 0.02 %
 #: of the pixels; MinMax calibrates about five times faster.
@@ -285,6 +292,15 @@ def _fallback() -> str:
     return "bfloat16" if native_bfloat16() else "float32"
 
 
+def _calibration_plan(unet: Any, plan: TilePlan) -> TilePlan:
+    """Return the run's plan, or one with tiles of at most :data:`CALIBRATION_TILE` px."""
+    if max(plan.tile_in) <= CALIBRATION_TILE or unet.spec.fixed_input_size is not None:
+        return plan
+    with warnings.catch_warnings():  # the size is rounded to a valid one: nothing to say
+        warnings.simplefilter("ignore")
+        return plan_tiles(plan.shape, unet.spec, tile_size=CALIBRATION_TILE, batch_size=1)
+
+
 def int8_model(unet: Any, sources: Sequence[tuple[Any, Any]], plan: TilePlan) -> Any:
     """Return ``unet`` calibrated in int8 on ``sources`` and checked by the gate.
 
@@ -315,6 +331,7 @@ def int8_model(unet: Any, sources: Sequence[tuple[Any, Any]], plan: TilePlan) ->
         float32 = unet.variant(tta=()) if unet.precision == "float32" else None
     if float32 is None:
         float32 = UNetModel(unet.keras_model, unet.metadata, unet.source)
+    plan = _calibration_plan(float32, plan)
     tiles = sample_tiles(sources, plan, CALIBRATION_TILES + HELD_OUT_TILES)
     held = np.arange(len(tiles)) % 3 == 2  # every third tile judges, the others calibrate
     key = _key(float32, tiles[~held], plan.tile_in)
