@@ -291,7 +291,7 @@ def table(kind: str, size: int, repeats: int, rates: dict, folder: str, bf16: bo
     try:
         int8 = spawn("int8", kind, size, repeats, labels) | {"labels": labels}
     except SystemExit as exc:  # a failed int8 child: the other rows still stand
-        int8 = {"missing": f"failed ({exc})"}
+        int8 = {"missing": f"failed ({exc})", "failed": True}
     if "missing" not in int8:
         rows["int8"] = int8
     reference = np.load(rows["float32"]["labels"])
@@ -322,7 +322,8 @@ def table(kind: str, size: int, repeats: int, rates: dict, folder: str, bf16: bo
             f"gate: {gate['summary']} -> {gate['used']}"
         )
     else:
-        print(f"{'segment int8':<30}{'n/a: ' + int8['missing'] + ' not installed':>50}")
+        why = int8["missing"] if int8.get("failed") else f"{int8['missing']} not installed"
+        print(f"{'segment int8':<30}{'n/a: ' + why:>50}")
     return rows
 
 
