@@ -8,14 +8,14 @@ imports ONNX, ONNX Runtime or the converter until a function needs them.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import os
 import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from napari_tiled_unet.core.precision import ONNX_HINT, missing_onnx
 
 __all__ = [
     "ONNX_HINT",
@@ -25,30 +25,6 @@ __all__ = [
     "ort_threads",
     "session_call",
 ]
-
-#: How to install what ONNX export and int8 inference need.
-ONNX_HINT = 'pip install "napari-tiled-unet[onnx]"'
-_MODULES = ("onnxruntime", "onnx", "tf2onnx")
-
-
-def missing_onnx() -> str | None:
-    """Return the first module of the ``onnx`` extra that cannot be imported (None: all can).
-
-    ``tf2onnx`` is only looked up, not imported: it imports TensorFlow itself, which must
-    come through :func:`~napari_tiled_unet.core._keras.get_keras` (loaded any other way,
-    TensorFlow's LLVM clashes with the one of Mesa's OpenGL drivers in napari and the
-    process aborts at exit).
-    """
-    for name in _MODULES:
-        if name == "tf2onnx":
-            if importlib.util.find_spec(name) is None:
-                return name
-            continue
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            return name
-    return None
 
 
 def export_onnx(

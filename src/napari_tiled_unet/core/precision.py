@@ -15,17 +15,21 @@ Keras is imported only when a model is converted.
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import sys
 import warnings
 from functools import cache
 from typing import Any
 
 __all__ = [
+    "ONNX_HINT",
     "PRECISIONS",
     "PrecisionNote",
     "PrecisionWarning",
     "cast_keras_model",
     "check_precision",
+    "missing_onnx",
     "cpu_has_bf16",
     "effective_precision",
     "native_bfloat16",
@@ -37,6 +41,31 @@ PRECISIONS = ("float32", "bfloat16", "float16", "int8")
 _POLICIES = {"bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 # Layers from which on everything stays float32 (the class probabilities and their crops).
 _OUTPUT_ACTIVATIONS = ("softmax", "sigmoid")
+
+
+#: How to install what ONNX export and int8 inference need.
+ONNX_HINT = 'pip install "napari-tiled-unet[onnx]"'
+_MODULES = ("onnxruntime", "onnx", "tf2onnx")
+
+
+def missing_onnx() -> str | None:
+    """Return the first module of the ``onnx`` extra that cannot be imported (None: all can).
+
+    ``tf2onnx`` is only looked up, not imported: it imports TensorFlow itself, which must
+    come through :func:`~napari_tiled_unet.core._keras.get_keras` (loaded any other way,
+    TensorFlow's LLVM clashes with the one of Mesa's OpenGL drivers in napari and the
+    process aborts at exit).
+    """
+    for name in _MODULES:
+        if name == "tf2onnx":
+            if importlib.util.find_spec(name) is None:
+                return name
+            continue
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            return name
+    return None
 
 
 class PrecisionWarning(UserWarning):
@@ -101,8 +130,6 @@ def effective_precision(precision: str) -> str:
     if precision == "float32":
         return precision
     if precision == "int8":
-        from napari_tiled_unet.core.onnx_export import ONNX_HINT, missing_onnx
-
         missing = missing_onnx()
         if missing is None:
             return precision
