@@ -16,6 +16,7 @@ import numpy as np
 from napari_tiled_unet.batch.files import PlaneReader, TiffSource
 from napari_tiled_unet.batch.plan import FileJob, plan_file, streamed_scale
 from napari_tiled_unet.core.predict import normalized_plane
+from napari_tiled_unet.core.prepare import spread_out
 from napari_tiled_unet.core.sizing import resize
 
 __all__ = ["CALIBRATION_FILES", "calibrated_runner"]
@@ -50,8 +51,7 @@ def calibrated_runner(unet: Any, files: list[Path], options: Any) -> Any:
         return unet
     from napari_tiled_unet.core.int8 import int8_model
 
-    count = min(CALIBRATION_FILES, len(files))
-    picks = sorted({int(k) for k in np.linspace(0, len(files) - 1, count)})
+    picks = spread_out(list(range(len(files))), CALIBRATION_FILES)
     sources, plan = [], None
     with ExitStack() as stack:
         for k in picks:

@@ -27,6 +27,7 @@ from napari_tiled_unet.core.options import SegmentOptions
 from napari_tiled_unet.core.prepare import (
     Scale,
     prepare,
+    spread_out,
     stack_statistics,
 )
 from napari_tiled_unet.core.sizing import Rescale, resize
@@ -267,7 +268,7 @@ def _int8_runner(job: Any, todo: list[tuple[int, ...]], stack_scale: Scale | Non
     """Return the run's int8 model, calibrated on up to 3 planes normalised as they run."""
     from napari_tiled_unet.core.int8 import int8_model
 
-    picks = sorted({todo[int(k)] for k in np.linspace(0, len(todo) - 1, min(3, len(todo)))})
+    picks = spread_out(todo, 3)
     sources = []
     for index in picks:
         plane = normalized_plane(np.asarray(job.canonical[index]), job.normalizer, stack_scale)

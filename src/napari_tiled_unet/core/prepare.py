@@ -33,6 +33,7 @@ __all__ = [
     "resolve_model",
     "resolve_normalizer",
     "runner",
+    "spread_out",
     "stack_statistics",
 ]
 
@@ -212,13 +213,19 @@ def prepare(
     return Prepared(unet, layout, canonical, normalizer, plan, rescale)
 
 
+def spread_out(items: list[Any], count: int) -> list[Any]:
+    """Up to ``count`` of ``items``, evenly spaced from the first to the last, in order."""
+    if not items:
+        return []
+    return [items[k] for k in sorted({int(k) for k in np.linspace(0, len(items) - 1, count)})]
+
+
 def estimation_planes(plane_shape: tuple[int, ...], read: Any, count: int = 3) -> list[np.ndarray]:
     """Up to ``count`` evenly spaced ``(Y, X)`` planes (channels averaged) to estimate from.
 
     ``read(index)`` returns the ``(Y, X, C)`` plane at ``index`` of the leading axes.
     """
-    indices = list(np.ndindex(*plane_shape))
-    picks = sorted({indices[int(k)] for k in np.linspace(0, len(indices) - 1, count)})
+    picks = spread_out(list(np.ndindex(*plane_shape)), count)
     return [np.asarray(read(i), dtype=np.float32).mean(axis=-1) for i in picks]
 
 
