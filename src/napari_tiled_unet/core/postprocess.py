@@ -56,17 +56,36 @@ def _to_classes(prediction: np.ndarray) -> np.ndarray:
 def _grow_into(labels: np.ndarray, region: np.ndarray) -> np.ndarray:
     """Grow labelled seeds into the pixels of ``region`` connected to them, ring by ring.
 
-    A pixel reached by two seeds in the same ring goes to the higher label.
+    A pixel reached by two seeds in the same ring goes to the higher label.  Each ring
+    looks only at the pixels still to reach (their full neighbourhood, read from a copy
+    padded with background), not at the whole image.
     """
-    footprint = ndi.generate_binary_structure(labels.ndim, labels.ndim)
     todo = region & (labels == 0)
-    while todo.any():
-        grown = ndi.maximum_filter(labels, footprint=footprint, mode="constant", cval=0)
-        reached = todo & (grown > 0)
+    if not todo.any():
+        return labels
+    padded = np.pad(labels, 1)
+    flat = padded.ravel()
+    strides = np.array(padded.strides) // padded.itemsize
+    offsets = [
+        int(np.dot(step, strides))
+        for step in np.ndindex(*(3,) * labels.ndim)
+        if any(s != 1 for s in step)
+    ]
+    offsets = [o - int(strides.sum()) for o in offsets]  # steps of -1, 0, +1 per axis
+    index = np.ravel_multi_index(np.nonzero(todo), labels.shape)
+    index = np.ravel_multi_index(
+        tuple(i + 1 for i in np.unravel_index(index, labels.shape)), padded.shape
+    )
+    while index.size:
+        grown = flat[index + offsets[0]]
+        for offset in offsets[1:]:
+            np.maximum(grown, flat[index + offset], out=grown)
+        reached = grown > 0
         if not reached.any():
             break
-        labels[reached] = grown[reached]
-        todo &= ~reached
+        flat[index[reached]] = grown[reached]
+        index = index[~reached]
+    labels[...] = padded[(slice(1, -1),) * labels.ndim]
     return labels
 
 
