@@ -169,3 +169,29 @@ def test_merge_heals_a_border_island_and_rejects_unknown_methods() -> None:
     assert out.max() == 2 and set(np.unique(out[5:25, 5:25]).tolist()) == {1}
     with pytest.raises(ValueError, match="method must be"):
         classes_to_instances(classes, method="magic")
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (7,), (40, 50), (6, 20, 30)])
+def test_seeds_grow_ring_by_ring_as_a_whole_image_maximum_filter_would(shape) -> None:
+    from scipy import ndimage as ndi
+
+    from napari_tiled_unet.core.postprocess import _grow_into
+
+    def reference(labels: np.ndarray, region: np.ndarray) -> np.ndarray:
+        footprint = ndi.generate_binary_structure(labels.ndim, labels.ndim)
+        todo = region & (labels == 0)
+        while todo.any():
+            grown = ndi.maximum_filter(labels, footprint=footprint, mode="constant", cval=0)
+            reached = todo & (grown > 0)
+            if not reached.any():
+                break
+            labels[reached] = grown[reached]
+            todo &= ~reached
+        return labels
+
+    rng = np.random.default_rng(3)
+    for border_share in (0.2, 0.5, 0.8):
+        classes = rng.choice(3, size=shape, p=[0.1, 0.9 - border_share, border_share])
+        seeds, _ = ndi.label(classes == 1)
+        expected = reference(seeds.copy(), classes == 2)
+        np.testing.assert_array_equal(_grow_into(seeds.copy(), classes == 2), expected)
