@@ -32,7 +32,7 @@ def test_draws_cover_dim_and_bright_contrast_and_blur() -> None:
         out = appearance_jitter(image, classes, rng=np.random.default_rng(seed), object_size=30)
         contrasts.append(out[inside].mean() / max(out[outside].mean(), 1e-6))
         edges.append(np.abs(np.diff(out[32])).max())
-    # Gain fields, background and gamma curves make the object/background ratio vary widely
+    # Gain fields and background make the object/background ratio vary widely
     # around the input's 9x; blur softens the sharp edge of the disc in some draws.
-    assert min(contrasts) < 4 < 12 < max(contrasts)
+    assert min(contrasts) < 4 < 10 < max(contrasts)
     assert min(edges) < 0.5 * 0.8 < max(edges)
