@@ -33,6 +33,7 @@ _EXPORTS = {
     "SegmentationResult": "napari_tiled_unet.core.predict",
     "TileProgress": "napari_tiled_unet.core.predict",
     "plan_tiles": "napari_tiled_unet.core.tiling",
+    "tune_tiles": "napari_tiled_unet.core.autotune",
     "TrainConfig": "napari_tiled_unet.core.train.config",
     "TrainProgress": "napari_tiled_unet.core.train.config",
     "iter_train": "napari_tiled_unet.core.train.trainer",
@@ -70,6 +71,7 @@ if TYPE_CHECKING:  # pragma: no cover - for static type checkers only
     from napari_tiled_unet.batch.bioimageio import export_bioimageio
     from napari_tiled_unet.batch.run import iter_batch, run_batch
     from napari_tiled_unet.batch.segment import iter_segment, segment, segment_to_zarr
+    from napari_tiled_unet.core.autotune import tune_tiles
     from napari_tiled_unet.core.model.builder import build_unet
     from napari_tiled_unet.core.model.files import ModelMetadata, UNetModel, load_model, save_model
     from napari_tiled_unet.core.model.geometry import (

@@ -43,6 +43,7 @@ def test_precision_budget_and_tta_reach_the_outputs_and_the_record(
     assert details["memory_budget_bytes"] == 300 * 10**6
     assert 0 < details["activation_estimate_bytes"] <= 300 * 10**6
     assert details["memory_fallback"] is None
+    assert details["tile_chosen_by"] == "flops"  # nothing tuned for this network
     expected = segment(
         load_model(model_file), image, precision="bfloat16", tta="flips", memory_budget="300MB"
     )

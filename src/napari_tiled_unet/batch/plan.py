@@ -31,6 +31,7 @@ from napari_tiled_unet.core.prepare import (
     check_channels,
     estimation_planes,
     resolve_normalizer,
+    tuned,
 )
 from napari_tiled_unet.core.sizing import Rescale, plan_rescale, scaled_shape
 from napari_tiled_unet.core.tiling import TilePlan, plan_tiles
@@ -126,6 +127,7 @@ class FileJob:
             "calibration": self.source.calibration.to_dict(),
             "tile_in": list(plan.tile_in),
             "tile_out": list(plan.tile_out),
+            "tile_chosen_by": plan.chosen_by,
             "batch_size": plan.batch_size,
             "tiles_per_plane": plan.n_tiles,
             "memory_budget_bytes": plan.memory_budget,
@@ -161,6 +163,7 @@ def plan_file(source: TiffSource, unet: Any, options: Any) -> FileJob:
         tile_size=options.tile_size,
         memory_budget=options.memory_budget,
         batch_size=options.batch_size,
+        timings=tuned(unet) if options.tile_size is None else None,
     )
     normalizer = resolve_normalizer(options.normalize, unet)
     plane_axes = layout.plane_axes

@@ -21,6 +21,7 @@ from napari_tiled_unet.core.options import DEFAULT_MIN_CONTRAST
 from napari_tiled_unet.core.postprocess import classes_to_instances, drop_faint
 from napari_tiled_unet.core.sizing import Rescale, plan_rescale, scaled_shape
 from napari_tiled_unet.core.tiling import NetworkSpec, TilePlan, plan_tiles
+from napari_tiled_unet.core.timings import cached_timings
 
 __all__ = [
     "OutputKind",
@@ -366,11 +367,15 @@ def plan_for_image(
     tile_size: int | None = None,
     factor: float = 1.0,
     memory_budget: int | None = None,
+    precision: str = "float32",
+    tta: Sequence[str] = (),
 ) -> TilePlan:
     """Plan the tiles of one plane of an image (rounding a tile size silently).
 
     ``factor`` is the resampling to the model's object size (:func:`rescale_for_image`):
-    the plane is tiled at its resampled size.
+    the plane is tiled at its resampled size.  An automatic tile follows this machine's
+    timings of the network at ``precision`` (and ``tta``) where they were measured
+    (:mod:`napari_tiled_unet.core.autotune`).
 
     The plan itself shows the size actually used, so the warning that
     :func:`napari_tiled_unet.plan_tiles` emits for an invalid size is not repeated.
@@ -379,7 +384,10 @@ def plan_for_image(
     size = scaled_shape(size, factor)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        return plan_tiles(size, spec, tile_size=tile_size or None, memory_budget=memory_budget)
+        timings = None if tile_size else cached_timings(spec, precision, tuple(tta))
+        return plan_tiles(
+            size, spec, tile_size=tile_size or None, memory_budget=memory_budget, timings=timings
+        )
 
 
 def n_planes(shape: Sequence[int], layout: AxesLayout) -> int:

@@ -35,6 +35,7 @@ __all__ = [
     "runner",
     "spread_out",
     "stack_statistics",
+    "tuned",
 ]
 
 #: The statistics ``(low, high)`` of a normaliser, one value per channel.
@@ -203,6 +204,7 @@ def prepare(
             tile_size=options.tile_size,
             memory_budget=options.memory_budget,
             batch_size=options.batch_size,
+            timings=tuned(unet) if options.tile_size is None else None,
         )
     elif plan.shape != shape or plan.halo != unet.spec.halo:
         raise ValueError(
@@ -211,6 +213,13 @@ def prepare(
             "plan the tiles again"
         )
     return Prepared(unet, layout, canonical, normalizer, plan, rescale)
+
+
+def tuned(unet: Any) -> Any:
+    """Return this machine's tile timings of ``unet``'s network and precision, or None."""
+    from napari_tiled_unet.core.timings import cached_timings
+
+    return cached_timings(unet.spec, unet.precision, unet.tta)
 
 
 def spread_out(items: list[Any], count: int) -> list[Any]:

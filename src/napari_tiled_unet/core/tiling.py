@@ -243,6 +243,11 @@ class TilePlan:
     memory_budget : int, optional
         The budget the plan was made for (bytes; not compared: plans with the same tiles
         are equal).
+    chosen_by : str
+        How the tile size was chosen: ``"flops"`` (automatic, least computation),
+        ``"timings"`` (automatic, least time measured on this machine, see
+        :mod:`napari_tiled_unet.core.autotune`), ``"request"`` or ``"model"`` (a model of
+        one input size).  Not compared.
     """
 
     shape: tuple[int, int]
@@ -253,6 +258,7 @@ class TilePlan:
     batch_size: int
     memory_per_batch: int
     memory_budget: int | None = dataclasses.field(default=None, compare=False)
+    chosen_by: str = dataclasses.field(default="flops", compare=False)
 
     @property
     def n_tiles(self) -> int:
@@ -353,7 +359,11 @@ def _explicit_tile_sizes(
 
 
 def _auto_tile_sizes(
-    spec: NetworkSpec, shape: tuple[int, int], cover: tuple[int, int], budget: int
+    spec: NetworkSpec,
+    shape: tuple[int, int],
+    cover: tuple[int, int],
+    budget: int,
+    timings: Any = None,
 ) -> tuple[int, int]:
     """Return the tile that covers ``shape`` with the least work within ``budget`` bytes.
 
@@ -363,8 +373,12 @@ def _auto_tile_sizes(
     call.  Larger tiles waste less on halos, but a tile larger than needed computes pixels
     outside the image: e.g. a 2048 px image is covered by 2 x 2 tiles of 1028 px output
     rather than by 3 x 3 of 708 px or one huge call.  Ties go to the larger tile.
+
+    With ``timings`` (:class:`~napari_tiled_unet.core.autotune.TileTimings` of this
+    machine), the work of a cover is its number of tiles times the measured seconds of one
+    call, and the largest tile timed takes the place of the slow-down size.
     """
-    limit = min(budget, _FAST_CALL_BYTES)
+    limit = budget if timings is not None else min(budget, _FAST_CALL_BYTES)
     smallest = spec.smallest_input_for_output(spec.alignment)
     best: tuple[float, tuple[int, int]] | None = None
     size = smallest
@@ -372,12 +386,18 @@ def _auto_tile_sizes(
         tile = (min(size, cover[0]), min(size, cover[1]))
         if best is not None and activation_bytes(spec, tile) > limit:
             break
+        seconds = None if timings is None else timings.call_seconds(spec, tile)
+        if best is not None and timings is not None and seconds is None:
+            break  # larger than any tile timed here
         out_y, out_x = spec.output_size(tile[0]), spec.output_size(tile[1])
         if out_y is not None and out_x is not None:
             n_tiles = len(axis_origins(shape[0], out_y, spec.alignment)) * len(
                 axis_origins(shape[1], out_x, spec.alignment)
             )
-            work = n_tiles * (tile_flops(spec, tile) + _CALL_OVERHEAD_FLOPS)
+            if seconds is not None:
+                work = n_tiles * seconds
+            else:
+                work = n_tiles * (tile_flops(spec, tile) + _CALL_OVERHEAD_FLOPS)
             if best is None or work <= best[0]:
                 best = (work, tile)
         if size >= max(cover):
@@ -416,6 +436,7 @@ def plan_tiles(
     tile_size: int | tuple[int, int] | None = None,
     memory_budget: int | str | None = None,
     batch_size: int | None = None,
+    timings: Any = None,
 ) -> TilePlan:
     """Plan the overlap-tile cover of a ``(Y, X)`` image.
 
@@ -435,6 +456,10 @@ def plan_tiles(
         (see :func:`parse_bytes`); default :func:`default_memory_budget`.
     batch_size : int, optional
         Tiles per call; None fills the memory budget (at most 16).
+    timings : TileTimings, optional
+        Tile timings of this network on this machine
+        (:func:`~napari_tiled_unet.core.autotune.cached_timings`): the automatic tile is
+        then the one whose cover takes the least measured time.
 
     Returns
     -------
@@ -450,11 +475,14 @@ def plan_tiles(
     )
     tile_in: tuple[int, int]
     if spec.fixed_input_size is not None:
-        tile_in = (int(spec.fixed_input_size[0]), int(spec.fixed_input_size[1]))
+        fixed = spec.fixed_input_size
+        tile_in, chosen_by = (int(fixed[0]), int(fixed[1])), "model"
     elif tile_size is not None:
-        tile_in = _explicit_tile_sizes(tile_size, spec, cover)
+        tile_in, chosen_by = _explicit_tile_sizes(tile_size, spec, cover), "request"
     else:
-        tile_in = _auto_tile_sizes(spec, (int(shape[0]), int(shape[1])), cover, budget)
+        size = (int(shape[0]), int(shape[1]))
+        tile_in = _auto_tile_sizes(spec, size, cover, budget, timings)
+        chosen_by = "flops" if timings is None else "timings"
     out_y, out_x = (spec.output_size(t) for t in tile_in)
     if out_y is None or out_x is None:
         raise ValueError(f"tile input {tile_in} is not valid for a depth-{spec.depth} U-Net")
@@ -476,4 +504,5 @@ def plan_tiles(
         int(batch_size),
         per_tile * int(batch_size),
         budget,
+        chosen_by,
     )
