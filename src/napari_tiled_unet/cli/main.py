@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     from napari_tiled_unet.cli.export import add_export_parser
     from napari_tiled_unet.cli.segment import add_segment_parser
     from napari_tiled_unet.cli.train import add_train_parser
+    from napari_tiled_unet.cli.tune import add_tune_parser
 
     parser = argparse.ArgumentParser(
         prog="napari-tiled-unet",
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_parser(commands)
     add_demo_parser(commands)
     add_export_parser(commands)
+    add_tune_parser(commands)
     return parser
 
 
