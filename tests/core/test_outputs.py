@@ -1,5 +1,6 @@
 """The widget's decisions as pure functions: labels from probabilities, axes, planes, plans."""
 
+import dataclasses
 import subprocess
 import sys
 import warnings
@@ -199,6 +200,8 @@ def test_plans_batches_and_descriptions():
     assert text.startswith(f"{plan.n_tiles} tiles of 60 x 60 px per plane x 3 planes; about ")
     assert text.endswith(("KB of memory", "MB of memory"))
     assert outputs.describe_plan(plan_tiles((40, 40), spec)).startswith("1 tile of ")
+    timed = dataclasses.replace(plan_tiles((40, 40), spec), chosen_by="timings")
+    assert " px (timed here); about " in outputs.describe_plan(timed)
 
 
 def test_plan_for_image_rounds_tile_sizes_silently():

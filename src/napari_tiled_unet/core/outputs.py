@@ -415,13 +415,16 @@ def _format_bytes(n: float) -> str:
 def describe_plan(plan: TilePlan, n_planes: int = 1, batch_size: int | None = None) -> str:
     """One line for users: tiles per plane, their size, and the activation memory.
 
-    Example: ``"9 tiles of 252 x 252 px per plane x 20 planes; about 1.2 GB of memory"``.
+    Example: ``"9 tiles of 252 x 252 px per plane x 20 planes; about 1.2 GB of memory"``;
+    a tile chosen from this machine's timings adds ``" (timed here)"`` to its size.
     """
     per_tile = plan.memory_per_batch // max(plan.batch_size, 1)
     memory = per_tile * (plan.batch_size if batch_size is None else batch_size)
     tiles = f"{plan.n_tiles} tile{'s' if plan.n_tiles != 1 else ''}"
     where = f" per plane x {n_planes} planes" if n_planes > 1 else ""
     size = f"{plan.tile_in[0]} x {plan.tile_in[1]} px"
+    if plan.chosen_by == "timings":
+        size += " (timed here)"
     return f"{tiles} of {size}{where}; about {_format_bytes(memory)} of memory"
 
 
