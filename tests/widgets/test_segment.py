@@ -427,6 +427,56 @@ def test_first_run_in_a_fresh_napari_imports_tensorflow_safely(model_files, tmp_
     assert "(512, 512)" in done.stdout and "Done: model loaded in" in done.stdout
 
 
+FRESH_NAPARI_IMPORTS = """
+import sys, threading, time
+import napari
+from qtpy.QtWidgets import QApplication
+from napari_tiled_unet.data import nuclei2d
+
+viewer = napari.Viewer(show=True)
+viewer.add_image(nuclei2d()[0], name="nuclei")  # no labels layer yet
+_, widget = viewer.window.add_plugin_dock_widget("napari-tiled-unet", "Segment")
+widget.model_file.value = sys.argv[1]
+for thread in threading.enumerate():  # what the dock imports ahead, in a thread
+    if thread.name == "napari-tiled-unet imports":
+        thread.join()
+
+class MainThreadImports:
+    found = []
+    def find_spec(self, name, path=None, target=None):
+        if threading.current_thread() is threading.main_thread():
+            self.found.append(name)
+
+sys.meta_path.insert(0, MainThreadImports())
+widget.run()
+app = QApplication.instance()
+while widget.worker is not None:
+    app.processEvents()
+    time.sleep(0.01)
+print(widget.status.value)
+heavy = ("tensorflow", "keras", "pandas", "scipy", "skimage", "h5py", "ml_dtypes")
+print("main-thread imports:", sorted({n for n in MainThreadImports.found if n.startswith(heavy)}))
+viewer.close()
+"""
+
+
+@pytest.mark.skipif(not os.environ.get("DISPLAY"), reason="needs an X display (Xvfb)")
+def test_a_first_run_imports_nothing_heavy_on_the_main_thread(model_files, tmp_path):
+    env = dict(os.environ, XDG_CONFIG_HOME=str(tmp_path), NAPARI_TILED_UNET_MODELS=str(tmp_path))
+    done = subprocess.run(
+        [sys.executable, "-c", FRESH_NAPARI_IMPORTS, str(model_files["random"])],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Done: model loaded in" in done.stdout, done.stdout
+    # TensorFlow loads in the worker, and what napari imports for the first labels layer
+    # (pandas, scikit-image's colours) was imported in a thread when the dock opened.
+    assert "main-thread imports: []" in done.stdout, done.stdout
+
+
 FRESH_NAPARI_REPEATS = """
 import os, sys, time
 import napari
