@@ -101,12 +101,16 @@ def test_labels_appear_at_start_and_fill_in_tile_by_tile(make_napari_viewer, qtb
         False,
         44,
     )  # the smallest tile: hundreds of them
-    seen = []
+    seen, tiles_before_layer = [], []
     widget.run()
-    assert "flat [unet labels]" in viewer.layers  # there before the first tile
-    layer = viewer.layers["flat [unet labels]"]
-    widget.worker.yielded.connect(lambda _: seen.append(int(layer.data.sum())))
+    # The layer comes a turn of the event loop later (the viewer reacts in between).
+    viewer.layers.events.inserted.connect(lambda _: tiles_before_layer.append(len(seen)))
+    widget.worker.yielded.connect(
+        lambda _: seen.append(int(viewer.layers["flat [unet labels]"].data.sum()))
+    )
     qtbot.waitUntil(lambda: widget.worker is None, timeout=30_000)
+    assert tiles_before_layer == [0]  # there before the first tile, and added once
+    layer = viewer.layers["flat [unet labels]"]
     filled = [n for n in seen if n]
     assert len(filled) >= 4, seen
     assert filled == sorted(filled) and filled[0] < 120 * 120
@@ -225,6 +229,30 @@ def test_cancel_stops_early_and_leaves_the_viewer_as_before(
     widget.worker.yielded.connect(lambda _: widget.cancel())
     qtbot.waitUntil(lambda: widget.worker is None, timeout=30_000)
     assert [layer.name for layer in viewer.layers] == ["flat"]
+
+
+def test_cancel_right_after_run_leaves_the_viewer_as_before(
+    make_napari_viewer, qtbot, model_files
+):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.ones((64, 64), np.float32), name="flat")
+    # Same name, other dimensionality: a run replaces it at its place, a cancel keeps it.
+    old = viewer.add_labels(np.zeros((3, 64, 64), np.uint8), name="flat [unet labels]")
+    viewer.add_points(name="on top")
+    before = list(viewer.layers)
+    widget = open_widget(viewer, model_files["foreground"])
+    widget.run()
+    widget.cancel()  # before the new layer is shown and the worker starts
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=30_000)
+    assert widget.status.value.startswith("Cancelled")
+    assert list(viewer.layers) == before and viewer.layers["flat [unet labels]"] is old
+    assert widget.run_button.enabled and not widget.cancel_button.enabled
+    widget.run()  # a complete run replaces the old layer where it was
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=30_000)
+    names = [layer.name for layer in viewer.layers]
+    assert names == ["flat", "flat [unet labels]", "on top"]
+    assert viewer.layers["flat [unet labels]"] is not old
+    assert viewer.layers["flat [unet labels]"].data.shape == (64, 64)
 
 
 def test_user_mistakes_are_one_sentence_notifications(
