@@ -190,6 +190,22 @@ def test_a_reused_layer_keeps_its_type_or_is_replaced_when_too_small(
     np.testing.assert_allclose(new.scale, (2, 2))
 
 
+def test_a_reused_layer_gets_only_the_spatial_metadata_that_changed(make_napari_viewer):
+    from napari_tiled_unet._widgets._layers import show_labels
+
+    viewer = make_napari_viewer()
+    layer = viewer.add_labels(np.zeros((8, 8), np.uint16), name="x", scale=(2, 2))
+    changed = []
+    for name in ("scale", "translate", "rotate", "affine", "units", "axis_labels"):
+        getattr(layer.events, name).connect(lambda _, name=name: changed.append(name))
+    meta = {"scale": [2.0, 2.0], "translate": [0.0, 5.0], "rotate": np.eye(2)}
+    snapshot = show_labels(viewer, "x", np.ones((8, 8), np.uint16), meta)
+    assert snapshot.layer is layer and changed == ["translate"]  # each change redraws
+    assert tuple(layer.translate) == (0, 5) and layer.data.sum() == 64
+    snapshot.restore(viewer)
+    assert tuple(layer.translate) == (0, 0) and layer.data.sum() == 0
+
+
 def test_cancel_stops_early_and_leaves_the_viewer_as_before(
     make_napari_viewer, qtbot, model_files, monkeypatch
 ):

@@ -143,14 +143,32 @@ def show_labels(
             old.refresh()
         else:
             old.data = np.asarray(data).astype(old.data.dtype, copy=False)
-        for key, value in meta.items():
-            setattr(old, key, value)
+        _set_spatial(old, meta)
         return LayerSnapshot(old, state=state, in_place=in_place)
     layer = Labels(data, name=name, metadata={ROLE: "labels"}, **meta)
     snapshot = LayerSnapshot(layer, replaced=old)  # same name, other dimensionality or type
     if insert:
         snapshot.insert(viewer)
     return snapshot
+
+
+def _set_spatial(layer: Any, meta: dict[str, Any]) -> None:
+    """Give ``layer`` the spatial metadata ``meta``, skipping the values it has already.
+
+    Each change refreshes the layer (a new slice, thumbnail and extent): a run that reuses
+    its layer would otherwise redraw it once per key for nothing.
+    """
+    for key, value in meta.items():
+        current = layer.affine.affine_matrix if key == "affine" else getattr(layer, key)
+        if not _same(current, value):
+            setattr(layer, key, value)
+
+
+def _same(a: Any, b: Any) -> bool:
+    try:
+        return bool(np.array_equal(np.asarray(a), np.asarray(b)))
+    except (TypeError, ValueError):  # values numpy cannot compare
+        return False
 
 
 def _writable(data: Any) -> bool:
