@@ -168,10 +168,14 @@ class LiveRun:
 
         napari's ``data_setitem`` (the painting path) updates and redraws just those pixels;
         setting or refreshing the whole layer would redraw every pixel of the plane on view
-        for every tile.
+        for every tile.  A tile of a plane that is not on view is only written: napari
+        slices the layer's data anew when that plane comes into view.
         """
         target = self._view[plane][region]
         layer = self.snapshot.layer
+        if not self._on_view(plane):
+            target[...] = tile
+            return
         if tile.size > _PAINT_LIMIT:
             # napari's painting path costs about a microsecond per pixel: a large tile is
             # written at once and only the view on screen is drawn again (not the layer's
@@ -189,6 +193,15 @@ class LiveRun:
         for axis, index in zip(self._data_axis, canonical):
             indices[axis] = index
         layer.data_setitem(tuple(indices), tile[changed].astype(layer.data.dtype))
+
+    def _on_view(self, plane: tuple[int, ...]) -> bool:
+        """Whether the viewer shows (part of) the labels of ``plane`` (canonical order)."""
+        dims, layer = self._viewer.dims, self.snapshot.layer
+        if not plane or dims.ndisplay != 2:  # a 3D view shows every plane
+            return True
+        axes = self._info["layout"].output_axes
+        position = layer.world_to_data(dims.point)
+        return outputs.current_plane(axes, layer.data.shape, position) == tuple(plane)
 
     def _on_returned(self, result: Any) -> None:
         seconds = time.perf_counter() - self._start
