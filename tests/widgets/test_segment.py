@@ -356,6 +356,27 @@ def test_stacks_current_plane_or_whole_stack(make_napari_viewer, qtbot, model_fi
     np.testing.assert_array_equal(viewer.layers["stack [unet labels]"].data, expected.labels)
 
 
+def test_a_stack_run_segments_the_plane_on_view_first(make_napari_viewer, qtbot, model_files):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.ones((3, 60, 60), np.float32), name="flat")
+    widget = open_widget(viewer, model_files["foreground"])
+    widget.stack.value = "whole stack"
+    viewer.dims.set_current_step(0, 2)
+    planes, on_view = [], []
+
+    def seen(item):
+        if hasattr(item, "progress"):  # a tile (the first item may be the loaded model)
+            planes.append(item.progress.plane)
+            on_view.append(int(viewer.layers["flat [unet labels]"].data[2].sum()))
+
+    widget.run()
+    widget.worker.yielded.connect(seen)
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=30_000)
+    assert planes[0] == (2,) and sorted(set(planes)) == [(0,), (1,), (2,)]
+    assert on_view[0] == 60 * 60  # its labels were in the layer after the first tile
+    assert (viewer.layers["flat [unet labels]"].data == 1).all()
+
+
 def test_parameters_persist_and_restore_defaults(make_napari_viewer, model_files, tmp_path):
     viewer = make_napari_viewer()
     widget = open_widget(viewer, model_files["random"])
