@@ -12,20 +12,27 @@ gap between two ticks is the longest time the viewer could not react.  Measured:
 
 Usage (from the repository root)::
 
-    python benchmarks/bench_gui_stalls.py [--planes 5] [--size 1024]
+    python benchmarks/bench_gui_stalls.py [--planes 5] [--size 1024] [--trace]
 
-Prints a table; nothing is asserted.
+Prints a table; nothing is asserted.  ``--trace`` also says, for every gap over 100 ms,
+where the main thread was (the stacks most often sampled by a thread every 3 ms) and
+which garbage collections ran; a stretch without samples means that some thread held
+the GIL.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import gc
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +62,53 @@ def make_stack(planes: int, size: int) -> Any:
     reps = -(-size // image.shape[0]), -(-size // image.shape[1])
     big = np.tile(image, reps)[:size, :size]
     return np.stack([np.roll(big, 37 * z, axis=(0, 1)) for z in range(planes)])
+
+
+class Tracer:
+    """Samples the main thread's stack every 3 ms and notes garbage collections over 10 ms."""
+
+    def __init__(self) -> None:
+        self.samples: list[tuple[float, list[str]]] = []
+        self.collections: list[tuple[float, float, int]] = []
+        self._main = threading.main_thread().ident
+        self._gc_start = 0.0
+        gc.callbacks.append(self._on_gc)
+        threading.Thread(target=self._sample, daemon=True, name="tracer").start()
+
+    def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
+        now = time.perf_counter()
+        if phase == "start":
+            self._gc_start = now
+        elif now - self._gc_start > 0.01:
+            self.collections.append((now, now - self._gc_start, info["generation"]))
+
+    def _sample(self) -> None:
+        while True:
+            time.sleep(0.003)
+            frame = sys._current_frames().get(self._main)
+            if frame is not None:
+                stack = traceback.extract_stack(frame)[-6:]
+                where = [f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in stack]
+                self.samples.append((time.perf_counter(), where[::-1]))
+
+    def report(self, times: list[float]) -> None:
+        """Print what happened in each gap of ``times`` over 100 ms."""
+        for start, end in zip(times, times[1:]):
+            if end - start <= 0.1:
+                continue
+            inside = [s for t, s in self.samples if start <= t <= end]
+            stamps = [start] + [t for t, _ in self.samples if start <= t <= end] + [end]
+            held = max(b - a for a, b in zip(stamps, stamps[1:]))
+            print(
+                f"  gap {(end - start) * 1000:.0f} ms: {len(inside)} samples, "
+                f"longest without one {held * 1000:.0f} ms"
+            )
+            for t, seconds, generation in self.collections:
+                if start <= t <= end + 0.01:
+                    print(f"    collection of generation {generation}: {seconds * 1000:.0f} ms")
+            counts = collections.Counter(" <- ".join(stack) for stack in inside)
+            for stack, n in counts.most_common(5):
+                print(f"    [{n}] {stack}")
 
 
 class Ticks:
@@ -101,6 +155,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--planes", type=int, default=5)
     parser.add_argument("--size", type=int, default=1024)
+    parser.add_argument("--trace", action="store_true", help="say what ran in each long gap")
     args = parser.parse_args(argv)
     folder = Path(tempfile.mkdtemp(prefix="ntu-stalls-"))
     os.environ["XDG_CONFIG_HOME"] = str(folder / "config")  # the user's settings untouched
@@ -119,6 +174,7 @@ def main(argv: list[str] | None = None) -> None:
     widget.model.value = str(MODEL)
     widget.stack.value = "whole stack"
     ticks = Ticks()
+    tracer = Tracer() if args.trace else None
     idle = widget.worker is None
 
     def not_busy() -> bool:
@@ -128,6 +184,9 @@ def main(argv: list[str] | None = None) -> None:
     for name in ("first run (model load)", "second run"):
         result = ticks.measure(widget.run, not_busy)
         rows.append((name, *result, widget.status.value))
+        if tracer is not None:
+            print(name)
+            tracer.report(ticks.times)
 
     def set_threshold() -> None:
         widget.threshold.value = 0.3
@@ -143,6 +202,9 @@ def main(argv: list[str] | None = None) -> None:
         rows.append(
             (name, *result, f"{int(viewer.layers['stack [unet labels]'].data.max())} objects")
         )
+        if tracer is not None:
+            print(name)
+            tracer.report(ticks.times)
     viewer.close()
     shutil.rmtree(folder, ignore_errors=True)
 

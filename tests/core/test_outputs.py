@@ -176,6 +176,14 @@ def test_current_plane_rounds_and_clips():
     assert outputs.current_plane("ZYXC", (5, 10, 10, 3), (2.2, 1, 1)) == (2,)
 
 
+def test_planes_from_puts_the_plane_on_view_first_and_lists_each_once():
+    assert outputs.planes_from("ZYX", (3, 8, 8), (2.2, 0, 0)) == [(2,), (0,), (1,)]
+    assert outputs.planes_from("YX", (8, 8), (1, 1)) == [()]
+    planes = outputs.planes_from("TZYXC", (2, 3, 8, 8, 2), (1, 0, 0, 0))
+    assert planes[0] == (1, 0) and sorted(planes) == sorted(np.ndindex(2, 3))
+    assert len(planes) == 6
+
+
 @pytest.mark.parametrize(
     ("axes", "ndim", "kept"),
     [("ZCYX", 4, [0, 2, 3]), ("YXC", 2, [0, 1]), ("ZYX", 3, [0, 1, 2]), ("CYX", 3, [1, 2])],

@@ -1,5 +1,8 @@
 """The docks in a 1280 x 800 window: nothing cut off, and together they share one height."""
 
+import sys
+import threading
+
 import pytest
 from qtpy.QtWidgets import QAbstractButton, QLabel
 
@@ -44,3 +47,18 @@ def test_the_three_docks_open_as_tabs_without_growing_the_window(make_napari_vie
         dock.raise_()
         qtbot.wait(50)
         assert cut_off(dock) == [], dock.windowTitle()
+
+
+def test_docks_import_ahead_in_a_thread_and_freeze_the_session_once(monkeypatch):
+    from napari_tiled_unet._widgets import _workers
+
+    frozen_in = []
+    monkeypatch.setattr(_workers, "_frozen", threading.Event())
+    monkeypatch.setattr(
+        _workers.gc, "freeze", lambda: frozen_in.append(threading.current_thread().name)
+    )
+    monkeypatch.delitem(sys.modules, "colorsys", raising=False)
+    for _ in range(2):  # a second dock: imports skipped, nothing frozen again
+        _workers.import_in_background(("colorsys", "no_such_module_here")).join()
+    assert "colorsys" in sys.modules and "no_such_module_here" not in sys.modules
+    assert frozen_in == ["napari-tiled-unet imports"]

@@ -101,12 +101,16 @@ def test_labels_appear_at_start_and_fill_in_tile_by_tile(make_napari_viewer, qtb
         False,
         44,
     )  # the smallest tile: hundreds of them
-    seen = []
+    seen, tiles_before_layer = [], []
     widget.run()
-    assert "flat [unet labels]" in viewer.layers  # there before the first tile
-    layer = viewer.layers["flat [unet labels]"]
-    widget.worker.yielded.connect(lambda _: seen.append(int(layer.data.sum())))
+    # The layer comes a turn of the event loop later (the viewer reacts in between).
+    viewer.layers.events.inserted.connect(lambda _: tiles_before_layer.append(len(seen)))
+    widget.worker.yielded.connect(
+        lambda _: seen.append(int(viewer.layers["flat [unet labels]"].data.sum()))
+    )
     qtbot.waitUntil(lambda: widget.worker is None, timeout=30_000)
+    assert tiles_before_layer == [0]  # there before the first tile, and added once
+    layer = viewer.layers["flat [unet labels]"]
     filled = [n for n in seen if n]
     assert len(filled) >= 4, seen
     assert filled == sorted(filled) and filled[0] < 120 * 120
@@ -186,6 +190,22 @@ def test_a_reused_layer_keeps_its_type_or_is_replaced_when_too_small(
     np.testing.assert_allclose(new.scale, (2, 2))
 
 
+def test_a_reused_layer_gets_only_the_spatial_metadata_that_changed(make_napari_viewer):
+    from napari_tiled_unet._widgets._layers import show_labels
+
+    viewer = make_napari_viewer()
+    layer = viewer.add_labels(np.zeros((8, 8), np.uint16), name="x", scale=(2, 2))
+    changed = []
+    for name in ("scale", "translate", "rotate", "affine", "units", "axis_labels"):
+        getattr(layer.events, name).connect(lambda _, name=name: changed.append(name))
+    meta = {"scale": [2.0, 2.0], "translate": [0.0, 5.0], "rotate": np.eye(2)}
+    snapshot = show_labels(viewer, "x", np.ones((8, 8), np.uint16), meta)
+    assert snapshot.layer is layer and changed == ["translate"]  # each change redraws
+    assert tuple(layer.translate) == (0, 5) and layer.data.sum() == 64
+    snapshot.restore(viewer)
+    assert tuple(layer.translate) == (0, 0) and layer.data.sum() == 0
+
+
 def test_cancel_stops_early_and_leaves_the_viewer_as_before(
     make_napari_viewer, qtbot, model_files, monkeypatch
 ):
@@ -225,6 +245,30 @@ def test_cancel_stops_early_and_leaves_the_viewer_as_before(
     widget.worker.yielded.connect(lambda _: widget.cancel())
     qtbot.waitUntil(lambda: widget.worker is None, timeout=30_000)
     assert [layer.name for layer in viewer.layers] == ["flat"]
+
+
+def test_cancel_right_after_run_leaves_the_viewer_as_before(
+    make_napari_viewer, qtbot, model_files
+):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.ones((64, 64), np.float32), name="flat")
+    # Same name, other dimensionality: a run replaces it at its place, a cancel keeps it.
+    old = viewer.add_labels(np.zeros((3, 64, 64), np.uint8), name="flat [unet labels]")
+    viewer.add_points(name="on top")
+    before = list(viewer.layers)
+    widget = open_widget(viewer, model_files["foreground"])
+    widget.run()
+    widget.cancel()  # before the new layer is shown and the worker starts
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=30_000)
+    assert widget.status.value.startswith("Cancelled")
+    assert list(viewer.layers) == before and viewer.layers["flat [unet labels]"] is old
+    assert widget.run_button.enabled and not widget.cancel_button.enabled
+    widget.run()  # a complete run replaces the old layer where it was
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=30_000)
+    names = [layer.name for layer in viewer.layers]
+    assert names == ["flat", "flat [unet labels]", "on top"]
+    assert viewer.layers["flat [unet labels]"] is not old
+    assert viewer.layers["flat [unet labels]"].data.shape == (64, 64)
 
 
 def test_user_mistakes_are_one_sentence_notifications(
@@ -310,6 +354,27 @@ def test_stacks_current_plane_or_whole_stack(make_napari_viewer, qtbot, model_fi
         viewer.layers["stack P(foreground)"].data, expected.probabilities[..., 1], atol=1e-6
     )
     np.testing.assert_array_equal(viewer.layers["stack [unet labels]"].data, expected.labels)
+
+
+def test_a_stack_run_segments_the_plane_on_view_first(make_napari_viewer, qtbot, model_files):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.ones((3, 60, 60), np.float32), name="flat")
+    widget = open_widget(viewer, model_files["foreground"])
+    widget.stack.value = "whole stack"
+    viewer.dims.set_current_step(0, 2)
+    planes, on_view = [], []
+
+    def seen(item):
+        if hasattr(item, "progress"):  # a tile (the first item may be the loaded model)
+            planes.append(item.progress.plane)
+            on_view.append(int(viewer.layers["flat [unet labels]"].data[2].sum()))
+
+    widget.run()
+    widget.worker.yielded.connect(seen)
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=30_000)
+    assert planes[0] == (2,) and sorted(set(planes)) == [(0,), (1,), (2,)]
+    assert on_view[0] == 60 * 60  # its labels were in the layer after the first tile
+    assert (viewer.layers["flat [unet labels]"].data == 1).all()
 
 
 def test_parameters_persist_and_restore_defaults(make_napari_viewer, model_files, tmp_path):
@@ -425,6 +490,56 @@ def test_first_run_in_a_fresh_napari_imports_tensorflow_safely(model_files, tmp_
     # Without _keras._isolated_dlopen this segfaults (-11) under Mesa.
     assert done.returncode == 0, done.stderr[-3000:]
     assert "(512, 512)" in done.stdout and "Done: model loaded in" in done.stdout
+
+
+FRESH_NAPARI_IMPORTS = """
+import sys, threading, time
+import napari
+from qtpy.QtWidgets import QApplication
+from napari_tiled_unet.data import nuclei2d
+
+viewer = napari.Viewer(show=True)
+viewer.add_image(nuclei2d()[0], name="nuclei")  # no labels layer yet
+_, widget = viewer.window.add_plugin_dock_widget("napari-tiled-unet", "Segment")
+widget.model_file.value = sys.argv[1]
+for thread in threading.enumerate():  # what the dock imports ahead, in a thread
+    if thread.name == "napari-tiled-unet imports":
+        thread.join()
+
+class MainThreadImports:
+    found = []
+    def find_spec(self, name, path=None, target=None):
+        if threading.current_thread() is threading.main_thread():
+            self.found.append(name)
+
+sys.meta_path.insert(0, MainThreadImports())
+widget.run()
+app = QApplication.instance()
+while widget.worker is not None:
+    app.processEvents()
+    time.sleep(0.01)
+print(widget.status.value)
+heavy = ("tensorflow", "keras", "pandas", "scipy", "skimage", "h5py", "ml_dtypes")
+print("main-thread imports:", sorted({n for n in MainThreadImports.found if n.startswith(heavy)}))
+viewer.close()
+"""
+
+
+@pytest.mark.skipif(not os.environ.get("DISPLAY"), reason="needs an X display (Xvfb)")
+def test_a_first_run_imports_nothing_heavy_on_the_main_thread(model_files, tmp_path):
+    env = dict(os.environ, XDG_CONFIG_HOME=str(tmp_path), NAPARI_TILED_UNET_MODELS=str(tmp_path))
+    done = subprocess.run(
+        [sys.executable, "-c", FRESH_NAPARI_IMPORTS, str(model_files["random"])],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Done: model loaded in" in done.stdout, done.stdout
+    # TensorFlow loads in the worker, and what napari imports for the first labels layer
+    # (pandas, scikit-image's colours) was imported in a thread when the dock opened.
+    assert "main-thread imports: []" in done.stdout, done.stdout
 
 
 FRESH_NAPARI_REPEATS = """

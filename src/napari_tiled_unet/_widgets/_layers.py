@@ -90,7 +90,7 @@ class LayerSnapshot:
         if not self.state:
             if self.layer in viewer.layers:
                 viewer.layers.remove(self.layer)
-            if self.replaced is not None:
+            if self.replaced is not None and self.replaced not in viewer.layers:
                 viewer.layers.insert(min(self.index, len(viewer.layers)), self.replaced)
             return
         for key, value in self.state.items():
@@ -100,13 +100,32 @@ class LayerSnapshot:
             else:
                 setattr(self.layer, key, value)
 
+    def insert(self, viewer: Any) -> None:
+        """Put a new layer into the viewer, where the layer it replaces was (if any).
 
-def show_labels(viewer: Any, name: str, data: np.ndarray, meta: dict[str, Any]) -> LayerSnapshot:
+        Does nothing for a reused layer, or a layer in the viewer already.
+        """
+        if self.state or self.layer in viewer.layers:
+            return
+        if self.replaced is not None and self.replaced in viewer.layers:
+            self.index = viewer.layers.index(self.replaced)
+            viewer.layers.remove(self.replaced)
+        viewer.layers.append(self.layer)
+        if self.index >= 0:
+            viewer.layers.move(viewer.layers.index(self.layer), self.index)
+
+
+def show_labels(
+    viewer: Any, name: str, data: np.ndarray, meta: dict[str, Any], *, insert: bool = True
+) -> LayerSnapshot:
     """Show ``data`` in the labels layer called ``name``, reusing it when it fits.
 
     A reused layer keeps its data type: napari (0.9) may stop drawing a labels layer
     whose data changes type, so values are cast to it, and a layer whose type cannot hold
-    them (say, uint8 for 300 objects) is replaced by a new one at the same place.
+    them (say, uint8 for 300 objects) is replaced by a new one at the same place.  With
+    ``insert=False`` a new layer is made but not put into the viewer yet: napari builds
+    its visuals and controls when :meth:`LayerSnapshot.insert` does, a separate tenth of
+    a second on the main thread.
 
     Returns the snapshot that undoes this (see :meth:`LayerSnapshot.restore`).
     """
@@ -124,17 +143,32 @@ def show_labels(viewer: Any, name: str, data: np.ndarray, meta: dict[str, Any]) 
             old.refresh()
         else:
             old.data = np.asarray(data).astype(old.data.dtype, copy=False)
-        for key, value in meta.items():
-            setattr(old, key, value)
+        _set_spatial(old, meta)
         return LayerSnapshot(old, state=state, in_place=in_place)
-    index = -1
-    if old is not None:  # same name, other dimensionality or type: replace it in place
-        index = viewer.layers.index(old)
-        viewer.layers.remove(old)
-    layer = viewer.add_labels(data, name=name, metadata={ROLE: "labels"}, **meta)
-    if index >= 0:
-        viewer.layers.move(viewer.layers.index(layer), index)
-    return LayerSnapshot(layer, replaced=old, index=index)
+    layer = Labels(data, name=name, metadata={ROLE: "labels"}, **meta)
+    snapshot = LayerSnapshot(layer, replaced=old)  # same name, other dimensionality or type
+    if insert:
+        snapshot.insert(viewer)
+    return snapshot
+
+
+def _set_spatial(layer: Any, meta: dict[str, Any]) -> None:
+    """Give ``layer`` the spatial metadata ``meta``, skipping the values it has already.
+
+    Each change refreshes the layer (a new slice, thumbnail and extent): a run that reuses
+    its layer would otherwise redraw it once per key for nothing.
+    """
+    for key, value in meta.items():
+        current = layer.affine.affine_matrix if key == "affine" else getattr(layer, key)
+        if not _same(current, value):
+            setattr(layer, key, value)
+
+
+def _same(a: Any, b: Any) -> bool:
+    try:
+        return bool(np.array_equal(np.asarray(a), np.asarray(b)))
+    except (TypeError, ValueError):  # values numpy cannot compare
+        return False
 
 
 def _writable(data: Any) -> bool:

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 from napari.utils import progress
+from qtpy.QtCore import QTimer
 
 from napari_tiled_unet._widgets._dock import make_worker
 from napari_tiled_unet._widgets._layers import labels_name, show_labels
@@ -31,6 +32,9 @@ __all__ = ["LiveRun", "RunCallbacks"]
 #: Tiles of up to this many pixels are drawn through napari's painting path, which redraws
 #: only the pixels that changed; larger ones are written at once and the view redrawn.
 _PAINT_LIMIT = 2**16
+#: Delay (ms) between the steps of a run's start.  Not 0: Qt runs a zero-delay callback in
+#: the same pass of the event loop, before the paints and timers due meanwhile.
+_NEXT_TURN_MS = 1
 
 
 def _plural(n: int, word: str) -> str:
@@ -83,7 +87,13 @@ class LiveRun:
         self._stop = threading.Event()
 
     def start(self) -> None:
-        """Show an empty labels layer, start the worker and a progress bar."""
+        """Show an empty labels layer, then start a progress bar and the worker.
+
+        Returns before the layer is in the viewer: a new labels layer, its first paint and
+        napari's first progress bar each keep the main thread busy for up to a tenth of a
+        second, so each gets a turn of the event loop of its own (the viewer reacts in
+        between).  The worker starts last: the layer is there before the first tile.
+        """
         layer, layout = self._info["layer"], self._info["layout"]
         shape = self._job.image.shape
         out_shape = tuple(n for i, n in enumerate(shape) if i != layout.channel_axis)
@@ -94,6 +104,7 @@ class LiveRun:
             # layer's data stays the same when Output changes (see show_labels).
             np.zeros(out_shape, np.uint16),
             self._info["spatial"],
+            insert=False,
         )
         self._view = outputs.canonical_view(self.snapshot.layer.data, layout.output_axes)
         # Data axis of each canonical axis (planes..., Y, X): where a tile lies in the layer.
@@ -104,8 +115,18 @@ class LiveRun:
         self.worker = make_worker(in_python_thread, steps, self._stop, owner=self)
         loading = isinstance(self._job.model, Path)
         self._callbacks.status("Loading the model..." if loading else "Running...")
+        QTimer.singleShot(_NEXT_TURN_MS, self._insert_layer)
+
+    def _insert_layer(self) -> None:
+        if not self._stop.is_set():  # cancelled already: the viewer stays as it is
+            self.snapshot.insert(self._viewer)
+        QTimer.singleShot(_NEXT_TURN_MS, self._start_worker)
+
+    def _start_worker(self) -> None:
+        """Open the progress bar and start the worker (which aborts at once if cancelled)."""
+        loading = isinstance(self._job.model, Path)
         what = "loading the model for" if loading else "segmenting"
-        self._bar = progress(total=0, desc=f"U-Net: {what} {layer.name}")
+        self._bar = progress(total=0, desc=f"U-Net: {what} {self._info['layer'].name}")
         self.worker.start()
 
     def cancel(self) -> None:
@@ -147,10 +168,14 @@ class LiveRun:
 
         napari's ``data_setitem`` (the painting path) updates and redraws just those pixels;
         setting or refreshing the whole layer would redraw every pixel of the plane on view
-        for every tile.
+        for every tile.  A tile of a plane that is not on view is only written: napari
+        slices the layer's data anew when that plane comes into view.
         """
         target = self._view[plane][region]
         layer = self.snapshot.layer
+        if not self._on_view(plane):
+            target[...] = tile
+            return
         if tile.size > _PAINT_LIMIT:
             # napari's painting path costs about a microsecond per pixel: a large tile is
             # written at once and only the view on screen is drawn again (not the layer's
@@ -168,6 +193,15 @@ class LiveRun:
         for axis, index in zip(self._data_axis, canonical):
             indices[axis] = index
         layer.data_setitem(tuple(indices), tile[changed].astype(layer.data.dtype))
+
+    def _on_view(self, plane: tuple[int, ...]) -> bool:
+        """Whether the viewer shows (part of) the labels of ``plane`` (canonical order)."""
+        dims, layer = self._viewer.dims, self.snapshot.layer
+        if not plane or dims.ndisplay != 2:  # a 3D view shows every plane
+            return True
+        axes = self._info["layout"].output_axes
+        position = layer.world_to_data(dims.point)
+        return outputs.current_plane(axes, layer.data.shape, position) == tuple(plane)
 
     def _on_returned(self, result: Any) -> None:
         seconds = time.perf_counter() - self._start

@@ -141,8 +141,12 @@ def _iterate(
 
 #: Modules that napari imports on the main thread the first time a run needs them: pandas
 #: when the first Labels layer is made (for its features table), about half a second in
-#: which the viewer cannot react.  Imported ahead, in a thread, when a dock opens.
-MAIN_THREAD_IMPORTS = ("pandas",)
+#: which the viewer cannot react, and scikit-image's colour module for its colormap.
+#: Imported ahead, in a thread, when a dock opens.
+MAIN_THREAD_IMPORTS = ("pandas", "skimage.color.colorconv")
+
+#: Whether :func:`import_in_background` has frozen the objects of the session (once).
+_frozen = threading.Event()
 
 
 def import_in_background(modules: tuple[str, ...] = MAIN_THREAD_IMPORTS) -> threading.Thread:
@@ -151,6 +155,11 @@ def import_in_background(modules: tuple[str, ...] = MAIN_THREAD_IMPORTS) -> thre
     Python releases the GIL every few milliseconds while it runs an import's module code,
     so the viewer stays responsive; later imports of these modules on the main thread then
     cost nothing.  A module that fails to import is left to fail where it is needed.
+
+    The first time, the thread then moves every object alive out of the garbage
+    collector's sight (:func:`gc.freeze`): napari's, Qt's and these modules' objects live
+    as long as the session, and a full collection that traverses them holds the GIL for
+    about 0.2 s; the first run's new layer triggered one on the main thread.
     """
     import importlib
     import sys
@@ -162,6 +171,9 @@ def import_in_background(modules: tuple[str, ...] = MAIN_THREAD_IMPORTS) -> thre
                     importlib.import_module(name)
                 except Exception:  # the real import, where it is needed, reports it
                     pass
+        if not _frozen.is_set():
+            _frozen.set()
+            gc.freeze()
 
     thread = threading.Thread(target=run, name="napari-tiled-unet imports", daemon=True)
     thread.start()

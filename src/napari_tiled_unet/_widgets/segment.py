@@ -187,7 +187,10 @@ class SegmentWidget(DockWidget, SegmentForm):
             object_size=rescale.object_size if rescale.active else "none",
             **run_options(self),
         )
-        planes = None if preview.plane is None else [preview.plane]
+        planes = [preview.plane] if preview.plane is not None else None
+        if planes is None and preview.layout.plane_axes:  # the plane on view comes first
+            position = layer.world_to_data(self._viewer.dims.point)
+            planes = outputs.planes_from(axes, layer_data(layer).shape, position)
         model = self._loaded_for(path) or path
         spatial = spatial_metadata(layer, axes)
         info = {"layer": layer, "layout": preview.layout, "spatial": spatial}

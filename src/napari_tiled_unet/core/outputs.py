@@ -38,6 +38,7 @@ __all__ = [
     "labels_from_probabilities",
     "live_batch_size",
     "n_planes",
+    "planes_from",
     "plan_for_image",
     "rescale_for_image",
 ]
@@ -388,6 +389,36 @@ def plan_for_image(
         return plan_tiles(
             size, spec, tile_size=tile_size or None, memory_budget=memory_budget, timings=timings
         )
+
+
+def planes_from(
+    axes: str, shape: Sequence[int], position: Sequence[float]
+) -> list[tuple[int, ...]]:
+    """Return every plane index of an image, the plane at ``position`` first.
+
+    The others follow in their usual order.  A live run that segments the plane on view
+    first shows its labels without waiting for the planes before it; each plane is
+    segmented on its own, so the order does not change the result.
+
+    Parameters
+    ----------
+    axes, shape, position
+        As for :func:`current_plane`.
+
+    Returns
+    -------
+    list of tuple of int
+        Plane indices in the order of the run's plane axes (``[()]`` for a single plane).
+
+    Examples
+    --------
+    >>> planes_from("ZYX", (3, 8, 8), (1.0, 0.0, 0.0))
+    [(1,), (0,), (2,)]
+    """
+    layout = parse_axes(axes, tuple(shape))
+    first = current_plane(axes, shape, position)
+    counts = [int(shape[layout.axes.index(a)]) for a in layout.plane_axes]
+    return [first, *(plane for plane in np.ndindex(*counts) if plane != first)]
 
 
 def n_planes(shape: Sequence[int], layout: AxesLayout) -> int:
