@@ -690,3 +690,26 @@ def test_int8_is_a_precision_choice_and_the_status_says_how_it_went(
     assert "agreement with float32 on 4 held-out tiles" in status
     assert any(layer.data.shape == (120, 100) for layer in viewer.layers[1:])
     assert list((tmp_path / "cache" / "int8").glob("*.onnx"))
+
+
+def test_the_plan_follows_this_machines_tile_timings(
+    make_napari_viewer, qtbot, model_files, monkeypatch, tmp_path
+):
+    from napari_tiled_unet.core.autotune import tune_tiles
+    from napari_tiled_unet.core.cache import CACHE_ENV_VAR
+
+    monkeypatch.setenv(CACHE_ENV_VAR, str(tmp_path / "cache"))  # no timings for other tests
+    viewer = make_napari_viewer()
+    image = np.random.default_rng(0).random((300, 280)).astype(np.float32)
+    viewer.add_image(image, name="cells")
+    widget = open_widget(viewer, model_files["random"])
+    assert "(timed here)" not in widget.plan_info.value
+    tune_tiles(tiny_unet(2, 4), sizes=[44, 92])  # the same architecture as the model file
+    widget.memory_budget.value = "100MB"  # any change of a choice plans again
+    assert "(timed here)" in widget.plan_info.value
+    widget.precision.value = "bfloat16"  # not timed in bfloat16
+    assert "(timed here)" not in widget.plan_info.value
+    widget.precision.value = "float32"
+    assert "(timed here)" in widget.plan_info.value
+    run_and_wait(qtbot, widget)
+    assert viewer.layers["cells [unet labels]"].data.shape == (300, 280)

@@ -18,6 +18,7 @@ from napari_tiled_unet._widgets._run_fields import memory_request
 from napari_tiled_unet.core import outputs
 from napari_tiled_unet.core.sizing import Rescale
 from napari_tiled_unet.core.tiling import TilePlan
+from napari_tiled_unet.core.tta import parse_tta
 
 __all__ = ["Preview", "RunPreview", "show_cached_probabilities"]
 
@@ -72,8 +73,9 @@ class RunPreview:
         if meta is None:
             return Preview(layout, rescale, None, plane)
         budget = memory_request(form)
+        timed = (str(form.precision.value), parse_tta(bool(form.tta.value)))
         plan = self._tiles(
-            data.shape, layout, meta.spec, form.tile_request, rescale.factor, budget
+            data.shape, layout, meta.spec, form.tile_request, rescale.factor, budget, timed
         )
         return Preview(layout, rescale, plan, plane)
 
@@ -97,12 +99,24 @@ class RunPreview:
         tile_size: int,
         factor: float,
         budget: int | None = None,
+        timed: tuple[str, tuple[str, ...]] = ("float32", ()),
     ) -> TilePlan:
-        """Return the tile plan of a live run with these choices (planned once, shown, run)."""
-        key = (tuple(shape), layout.axes, spec, tile_size, factor, budget)
+        """Return the tile plan of a live run with these choices (planned once, shown, run).
+
+        ``timed`` is the run's precision and test-time augmentation, whose tile timings on
+        this machine (if tuned) the automatic tile follows.
+        """
+        key = (tuple(shape), layout.axes, spec, tile_size, factor, budget, timed)
         if self._plan is None or self._plan[0] != key:
             plan = outputs.plan_for_image(
-                shape, layout, spec, tile_size=tile_size, factor=factor, memory_budget=budget
+                shape,
+                layout,
+                spec,
+                tile_size=tile_size,
+                factor=factor,
+                memory_budget=budget,
+                precision=timed[0],
+                tta=timed[1],
             )
             plan = plan.with_batch_size(outputs.live_batch_size(plan))  # as the run will
             self._plan = (key, plan)
