@@ -74,7 +74,10 @@ def ort_session(path: str | os.PathLike[str], *, threads: int | None = None) -> 
     options = ort.SessionOptions()
     options.intra_op_num_threads = int(threads or ort_threads())
     options.inter_op_num_threads = 1  # the U-Net is a chain: nothing runs side by side
-    options.log_severity_level = 3  # errors only: no notes about unused initialisers
+    # Fatal messages only: no notes about unused initialisers, and no error line on the
+    # console for a failed allocation, which comes back as an exception and is retried with
+    # smaller calls (napari_tiled_unet.core.memory) with one warning of its own.
+    options.log_severity_level = 4
     return ort.InferenceSession(str(Path(path)), options, providers=["CPUExecutionProvider"])
 
 
