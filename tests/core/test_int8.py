@@ -316,3 +316,35 @@ def test_other_onnx_runtime_errors_are_not_out_of_memory():
     assert not is_out_of_memory(state.Fail("[ONNXRuntimeError] : 1 : FAIL : node failed"))
     assert not is_out_of_memory(RuntimeError("Failed to allocate memory"))  # not ONNX Runtime
     assert is_out_of_memory(state.Fail("Failed to allocate memory for requested buffer"))
+
+
+@pytest.mark.parametrize("before", [None, "TRUE"])
+def test_export_optimises_in_place_and_repeats_the_default_way_if_that_fails(
+    tmp_path, monkeypatch, before
+):
+    """tf2onnx copies the graph before each optimiser unless TF2ONNX_CATCH_ERRORS is set."""
+    import os
+
+    from napari_tiled_unet.core.onnx_export import export_onnx
+
+    if before is None:
+        monkeypatch.delenv("TF2ONNX_CATCH_ERRORS", raising=False)
+    else:
+        monkeypatch.setenv("TF2ONNX_CATCH_ERRORS", before)
+    unet = tiny_unet(2, 4, num_classes=3)
+    x = np.random.default_rng(0).random((1, 60, 60, 1), dtype=np.float32)
+    expected = unet.predict_batch(x)
+    model_class = type(unet.keras_model)
+    real, seen = model_class.export, []
+
+    def export(self, *args, **kwargs):
+        seen.append(os.environ.get("TF2ONNX_CATCH_ERRORS"))
+        if len(seen) == 1:
+            raise RuntimeError("an optimiser failed on the graph")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(model_class, "export", export)
+    assert export_onnx(unet.keras_model, tmp_path / "m.onnx", input_size=(44, 44)) >= 13
+    assert seen == ["FALSE", before]  # in place first, then as the converter does by default
+    assert os.environ.get("TF2ONNX_CATCH_ERRORS") == before  # left as it was
+    np.testing.assert_array_equal(unet.predict_batch(x), expected)  # the model is untouched
