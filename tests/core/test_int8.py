@@ -348,3 +348,14 @@ def test_export_optimises_in_place_and_repeats_the_default_way_if_that_fails(
     assert seen == ["FALSE", before]  # in place first, then as the converter does by default
     assert os.environ.get("TF2ONNX_CATCH_ERRORS") == before  # left as it was
     np.testing.assert_array_equal(unet.predict_batch(x), expected)  # the model is untouched
+
+
+def test_sessions_run_without_the_memory_arena_unless_told(tmp_path, monkeypatch):
+    from napari_tiled_unet.core import onnx_export
+
+    onnx_export.export_onnx(tiny_unet(2, 4).keras_model, tmp_path / "m.onnx", input_size=(44, 44))
+    session = onnx_export.ort_session(tmp_path / "m.onnx", threads=1)
+    assert session.get_session_options().enable_cpu_mem_arena is False
+    monkeypatch.setitem(onnx_export.SESSION_OPTIONS, "enable_cpu_mem_arena", True)
+    again = onnx_export.ort_session(tmp_path / "m.onnx", threads=1)
+    assert again.get_session_options().enable_cpu_mem_arena is True
