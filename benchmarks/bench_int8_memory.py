@@ -17,7 +17,12 @@ stay alive show there).  Phases:
 ``--options`` compares ONNX Runtime session settings (memory-pattern planning and the CPU
 arena on or off) on the cached run, each in its own fresh process: peak RSS and seconds.
 
-Usage: ``python benchmarks/bench_int8_memory.py [--side 1024] [--options]``.
+``--factor`` measures ONNX Runtime's memory per call against the live-tensor count that
+plans tiles (:func:`~napari_tiled_unet.core.tiling.activation_bytes` over its runtime
+factor): one int8 call per tile size in a fresh session, its peak RSS above the RSS before
+it, for the paper-size U-Net and one with 16 base filters, with the sessions' settings.
+
+Usage: ``python benchmarks/bench_int8_memory.py [--side 1024] [--options] [--factor]``.
 """
 
 from __future__ import annotations
@@ -160,6 +165,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--side", type=int, default=1024, help="image side (px)")
     parser.add_argument("--options", action="store_true", help="compare session options")
+    parser.add_argument("--factor", action="store_true", help="ONNX Runtime's memory factor")
     args = parser.parse_args()
     import onnxruntime
     import tensorflow as tf
@@ -179,6 +185,67 @@ def main() -> None:
         table(run_child(args.side, False, cache, {}))
         if args.options:
             compare_options(args.side, cache)
+        if args.factor:
+            measure_factor(cache)
+
+
+def factor_child(base_filters: int, tiles: list[int]) -> None:
+    import numpy as np
+
+    from napari_tiled_unet import build_unet
+    from napari_tiled_unet.core import int8, onnx_export
+    from napari_tiled_unet.core.cache import cache_dir
+    from napari_tiled_unet.core.memory import release_memory
+    from napari_tiled_unet.core.model.files import wrap_keras_model
+    from napari_tiled_unet.core.tiling import RUNTIME_FACTORS, activation_bytes, plan_tiles
+
+    unet = wrap_keras_model(build_unet(seed=0, base_filters=base_filters))
+    rng = np.random.default_rng(0)
+    plane = mosaic(1300)[..., None].astype(np.float32) / 65535
+    plan = plan_tiles(plane.shape[:2], unet.spec, tile_size=572)
+    key = int8.int8_model(unet.variant(precision="int8"), [(plane, None)], plan).int8.key
+    int8._SESSIONS.clear()
+    for tile in tiles:
+        call = onnx_export.session_call(onnx_export.ort_session(cache_dir("int8") / f"{key}.onnx"))
+        x = rng.random((1, tile, tile, 1), dtype=np.float32)
+        call(x[:, :188, :188])  # the session's first call
+        release_memory()
+        before = _status("VmRSS")
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+        call(x)
+        peak = _status("VmHWM") - before
+        live = activation_bytes(unet.spec, (tile, tile)) / RUNTIME_FACTORS["tensorflow"]
+        print(
+            f"{base_filters:>8}{tile:>6}{live / MIB:>12.0f}{peak / MIB:>12.0f}{peak / live:>8.2f}",
+            flush=True,
+        )
+        del call
+        release_memory()
+
+
+def measure_factor(cache: Path) -> None:
+    from napari_tiled_unet.core.tiling import RUNTIME_FACTORS
+
+    print("\nONNX Runtime int8, one call: peak RSS over the float32 live-tensor count")
+    print(f"{'filters':>8}{'tile':>6}{'live MiB':>12}{'peak MiB':>12}{'ratio':>8}")
+    for filters, tiles in ((64, [572, 892, 1212]), (16, [572, 1212])):
+        code = (
+            "import sys; sys.path.insert(0, 'benchmarks'); import bench_int8_memory as b; "
+            f"b.factor_child({filters}, {tiles})"
+        )
+        env = {**os.environ, "NAPARI_TILED_UNET_CACHE": str(cache)}
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            env=env,
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+        if out.returncode != 0:
+            sys.exit(f"child failed ({out.returncode}):\n{out.stderr[-3000:]}")
+        print(out.stdout, end="")
+    print(f"estimate's factors: {RUNTIME_FACTORS}")
 
 
 def compare_options(side: int, cache: Path) -> None:

@@ -31,6 +31,7 @@ from napari_tiled_unet.core.prepare import (
     check_channels,
     estimation_planes,
     resolve_normalizer,
+    runtime_of,
 )
 from napari_tiled_unet.core.sizing import Rescale, plan_rescale, scaled_shape
 from napari_tiled_unet.core.tiling import TilePlan, plan_tiles
@@ -115,6 +116,7 @@ class FileJob:
 
             runs = {
                 "precision": unet.precision,
+                "runtime": runtime_of(unet),
                 "tta": list(unet.tta),
                 "network_passes_per_tile": max(1, len(unet.tta)),
                 "memory_fallback": fallback_of(unet, plan),
@@ -130,6 +132,7 @@ class FileJob:
             "tiles_per_plane": plan.n_tiles,
             "memory_budget_bytes": plan.memory_budget,
             "activation_estimate_bytes": plan.memory_per_batch,
+            "activation_estimate_runtime": plan.runtime,
             **runs,
             "normalization": None if self.normalizer is None else self.normalizer.to_dict(),
             "streamed": self.streamed,
@@ -161,6 +164,7 @@ def plan_file(source: TiffSource, unet: Any, options: Any) -> FileJob:
         tile_size=options.tile_size,
         memory_budget=options.memory_budget,
         batch_size=options.batch_size,
+        runtime=runtime_of(unet),
     )
     normalizer = resolve_normalizer(options.normalize, unet)
     plane_axes = layout.plane_axes
