@@ -121,18 +121,19 @@ def _block(
 
 def _runner(model: Any, runs: tuple[str, tuple[str, ...]]) -> Any:
     """Return the model (loaded once per process) in the run's precision and augmentation."""
-    if isinstance(model, Held):  # int8: the model quantised for this run, as it is
+    if isinstance(model, Held):  # the run's model, in its precision and augmentation
         return model.unet
     precision, tta = runs
     return get_model(model).variant(precision=precision, tta=tta)
 
 
 class Held:
-    """An int8 model handed to the tasks of a graph as one opaque object.
+    """A model handed to the tasks of a graph as one opaque object.
 
-    Dask looks into the arguments of tasks (dataclasses field by field) and would walk the
-    model, its Keras graph and its ONNX Runtime session; it does not look into this.  The
-    session lives in this process: a holder cannot be pickled for other processes.
+    Dask looks into the arguments of tasks, dataclasses field by field, and would walk the
+    model, its Keras graph and its variants (a float32 model and its int8 variant name each
+    other: the walk never ends); it does not look into this.  An int8 model's ONNX Runtime
+    session lives in this process: its holder cannot be pickled for other processes.
     """
 
     __slots__ = ("unet",)
@@ -141,10 +142,13 @@ class Held:
         self.unet = unet
 
     def __dask_tokenize__(self) -> Any:
-        return ("int8", self.unet.int8.key if self.unet.int8 is not None else id(self.unet))
+        gate = self.unet.int8
+        return ("int8", gate.key) if gate is not None else ("model", id(self.unet))
 
     def __reduce__(self) -> Any:
-        raise TypeError(INT8_IN_PROCESS)
+        if self.unet.precision == "int8":
+            raise TypeError(INT8_IN_PROCESS)
+        return (Held, (self.unet,))
 
 
 #: Why int8 tasks cannot go to other processes, and what to do instead.
@@ -156,16 +160,16 @@ INT8_IN_PROCESS = (
 
 
 def _task_model(model: Any, job: Any) -> Any:
-    """Return what tasks get: the int8 model held as it is, a model reference or the model."""
-    if job.unet.precision == "int8":
-        return Held(job.unet)
-    return model if isinstance(model, ModelRef) else job.unet
+    """Return what tasks get: a model reference (loaded once per worker) or the model, held."""
+    if isinstance(model, ModelRef) and job.unet.precision != "int8":
+        return model
+    return Held(job.unet)
 
 
 def _model_token(model: Any, job: Any) -> Any:
-    if job.unet.precision == "int8":
-        return Held(job.unet).__dask_tokenize__()
-    return model if isinstance(model, ModelRef) else id(get_model(model))
+    if isinstance(model, ModelRef) and job.unet.precision != "int8":
+        return model
+    return Held(job.unet).__dask_tokenize__()
 
 
 def _quantised(job: Any, x: Any, whole: bool, scales: np.ndarray | None) -> Any:
