@@ -61,6 +61,9 @@ def test_a_batch_calibrates_once_and_records_the_gate(setup):
     assert run["int8"]["summary"].startswith(f"{100 * run['int8']['agreement']:.2f} %")
     for entry in run["files"]:
         assert entry["details"]["precision"] == "int8"
+        assert entry["details"]["runtime"] == "onnxruntime"  # the estimate and what ran
+        assert entry["details"]["activation_estimate_runtime"] == "onnxruntime"
+        assert entry["details"]["activation_estimate_bytes"] > 0
         assert entry["details"]["int8"]["key"] == run["int8"]["key"]
     probs = read_probabilities(folder / "out" / "b_probabilities.tif")
     reference = segment(load_model(model), tifffile.imread(inputs[1])).probabilities
@@ -98,4 +101,6 @@ def test_cli_int8_fallback_is_one_warning(setup, capsys, monkeypatch):
     assert main([*argv, "--model", str(model), "--precision", "int8"]) == 0
     err = capsys.readouterr().err
     assert err.count("warning: int8 does not agree well enough") == 1
-    assert _last_run(out)["files"][1]["details"]["precision"] == "float32"
+    details = _last_run(out)["files"][1]["details"]
+    assert details["precision"] == "float32" and details["runtime"] == "tensorflow"
+    assert details["activation_estimate_runtime"] == "tensorflow"  # planned for what runs

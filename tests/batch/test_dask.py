@@ -179,3 +179,14 @@ def test_lazy_runs_the_precision_and_augmentation_asked_for(monkeypatch):
     lazy = segment_lazy(unet, image, **options)
     np.testing.assert_allclose(lazy.probabilities.compute(), eager.probabilities, atol=1e-6)
     assert np.abs(eager.probabilities - plain.probabilities).max() > 1e-3
+
+
+def test_a_model_that_has_an_int8_variant_segments_lazily(stack):
+    """A float32 model and its int8 variant name each other: dask must not walk them."""
+    from napari_tiled_unet.core.model.files import wrap_keras_model
+
+    unet = wrap_keras_model(tiny_unet(2, 4).keras_model)
+    assert not unet.variant(precision="int8").calibrated  # the pair now exists
+    eager = segment(unet, stack[:2], axes="ZYX", tile_size=60)
+    lazy = segment(unet, stack[:2], axes="ZYX", tile_size=60, lazy=True)
+    np.testing.assert_array_equal(lazy.probabilities.compute(), eager.probabilities)

@@ -265,3 +265,97 @@ def test_large_planned_tiles_calibrate_on_smaller_tiles_of_the_same_grid():
     assert small.shape == big.shape and small.halo == big.halo
     modest = plan_tiles((300, 300), unet.spec)
     assert int8_module._calibration_plan(unet, modest) == modest
+
+
+@pytest.mark.parametrize(
+    "kind, message",
+    [
+        ("Fail", "Failed to allocate memory for requested buffer of size 1099511627776"),
+        ("RuntimeException", "Non-zero status code returned while running Conv node: bad_alloc"),
+    ],
+)
+def test_onnx_runtime_allocation_failures_retry_smaller_and_warn_once(
+    cache, lenient, monkeypatch, kind, message
+):
+    import onnxruntime
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    from napari_tiled_unet.core.memory import OutOfMemoryWarning
+
+    unet, image = tiny_unet(2, 4, num_classes=3), _image((150, 140))
+    options = {"precision": "int8", "tile_size": 60, "batch_size": 4}
+    expected = segment(unet, image, **options)  # calibrates; the run below finds the cache
+    error = getattr(state, kind)(f"[ONNXRuntimeError] : {message}")
+    real, shapes = onnxruntime.InferenceSession.run, []
+
+    def run(self, names, feeds, *args, **kwargs):
+        (batch,) = feeds.values()
+        shapes.append(batch.shape[:3])
+        if batch.shape[0] > 1 or batch.shape[1] == 60:  # only one smaller tile fits
+            raise error
+        return real(self, names, feeds, *args, **kwargs)
+
+    monkeypatch.setattr(onnxruntime.InferenceSession, "run", run)
+    with pytest.warns(OutOfMemoryWarning, match="out of memory with 4 tile") as said:
+        result = segment(unet, image, **options)
+    said = [str(w.message) for w in said if issubclass(w.category, OutOfMemoryWarning)]
+    assert len(said) == 1 and "continuing with 2 of 60 x 60 px" in said[0]
+    assert shapes[:4] == [(4, 60, 60), (2, 60, 60), (1, 60, 60), (1, 48, 48)]
+    assert set(shapes[3:]) == {(1, 48, 48)}  # later batches start at the smaller size
+    assert result.int8.cached and result.int8.used == "int8"
+    # sub-tiles on the pooling grid with fixed int8 scales: the same numbers
+    np.testing.assert_allclose(result.probabilities, expected.probabilities, rtol=0, atol=1e-6)
+
+
+def test_other_onnx_runtime_errors_are_not_out_of_memory():
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    from napari_tiled_unet.core.memory import is_out_of_memory
+
+    assert not is_out_of_memory(state.InvalidArgument("[ONNXRuntimeError] : 2 : wrong rank"))
+    assert not is_out_of_memory(state.Fail("[ONNXRuntimeError] : 1 : FAIL : node failed"))
+    assert not is_out_of_memory(RuntimeError("Failed to allocate memory"))  # not ONNX Runtime
+    assert is_out_of_memory(state.Fail("Failed to allocate memory for requested buffer"))
+
+
+@pytest.mark.parametrize("before", [None, "TRUE"])
+def test_export_optimises_in_place_and_repeats_the_default_way_if_that_fails(
+    tmp_path, monkeypatch, before
+):
+    """tf2onnx copies the graph before each optimiser unless TF2ONNX_CATCH_ERRORS is set."""
+    import os
+
+    from napari_tiled_unet.core.onnx_export import export_onnx
+
+    if before is None:
+        monkeypatch.delenv("TF2ONNX_CATCH_ERRORS", raising=False)
+    else:
+        monkeypatch.setenv("TF2ONNX_CATCH_ERRORS", before)
+    unet = tiny_unet(2, 4, num_classes=3)
+    x = np.random.default_rng(0).random((1, 60, 60, 1), dtype=np.float32)
+    expected = unet.predict_batch(x)
+    model_class = type(unet.keras_model)
+    real, seen = model_class.export, []
+
+    def export(self, *args, **kwargs):
+        seen.append(os.environ.get("TF2ONNX_CATCH_ERRORS"))
+        if len(seen) == 1:
+            raise RuntimeError("an optimiser failed on the graph")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(model_class, "export", export)
+    assert export_onnx(unet.keras_model, tmp_path / "m.onnx", input_size=(44, 44)) >= 13
+    assert seen == ["FALSE", before]  # in place first, then as the converter does by default
+    assert os.environ.get("TF2ONNX_CATCH_ERRORS") == before  # left as it was
+    np.testing.assert_array_equal(unet.predict_batch(x), expected)  # the model is untouched
+
+
+def test_sessions_run_without_the_memory_arena_unless_told(tmp_path, monkeypatch):
+    from napari_tiled_unet.core import onnx_export
+
+    onnx_export.export_onnx(tiny_unet(2, 4).keras_model, tmp_path / "m.onnx", input_size=(44, 44))
+    session = onnx_export.ort_session(tmp_path / "m.onnx", threads=1)
+    assert session.get_session_options().enable_cpu_mem_arena is False
+    monkeypatch.setitem(onnx_export.SESSION_OPTIONS, "enable_cpu_mem_arena", True)
+    again = onnx_export.ort_session(tmp_path / "m.onnx", threads=1)
+    assert again.get_session_options().enable_cpu_mem_arena is True

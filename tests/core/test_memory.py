@@ -123,3 +123,24 @@ def test_small_budget_on_a_large_image_chooses_small_tiles_and_finishes():
     large = segment(unet, image, memory_budget="1GB", normalize=None)
     assert large.plan.tile_in[0] > small.plan.tile_in[0]
     assert (small.labels == large.labels).mean() >= 0.9999
+
+
+def test_int8_plans_count_onnx_runtime_memory_and_say_so():
+    from napari_tiled_unet.core.prepare import prepare
+    from napari_tiled_unet.core.tiling import RUNTIME_FACTORS, activation_bytes
+
+    spec = tiny_unet(3, 8).spec
+    tf, ort = (activation_bytes(spec, (300, 300), 2, runtime=r) for r in RUNTIME_FACTORS)
+    ratio = RUNTIME_FACTORS["onnxruntime"] / RUNTIME_FACTORS["tensorflow"]
+    assert ort == pytest.approx(tf * ratio, rel=1e-6)
+    with pytest.raises(ValueError, match="runtime must be one of"):
+        activation_bytes(spec, (300, 300), runtime="tflite")
+    image = np.zeros((500, 400), np.float32)
+    job = prepare(tiny_unet(3, 8), image, precision="int8", tile_size=300, batch_size=2)
+    assert job.plan.runtime == "onnxruntime"
+    assert job.plan.memory_per_batch == activation_bytes(
+        spec, job.plan.tile_in, 2, runtime="onnxruntime"
+    )
+    plain = prepare(tiny_unet(3, 8), image, tile_size=300, batch_size=2).plan
+    assert plain.runtime == "tensorflow" and plain.tile_in == job.plan.tile_in
+    assert plain.memory_per_batch != job.plan.memory_per_batch  # each with its own factor

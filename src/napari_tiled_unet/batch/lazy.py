@@ -13,12 +13,17 @@ never loaded whole and the same graph runs on a threaded scheduler or a Dask dis
   whole-plane plan, so results equal the in-memory ones up to float rounding of batch
   composition.  Percentile normalisation of chunked planes reads the data once beforehand
   (exact percentiles in a few streaming passes).
+- ``precision="int8"`` is calibrated before the graph is built, on up to 3 planes spread
+  over the stack (huge planes: only the calibration tiles are read), and its tasks get the
+  quantised model in an opaque holder; they run in this process (threaded scheduler), so a
+  Dask distributed client is refused up front.
 
 ``dask`` and ``zarr`` are imported when a function needs them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
@@ -29,7 +34,7 @@ from napari_tiled_unet.batch.zarrio import as_array
 from napari_tiled_unet.core.normalize import count_nonfinite, network_input, warn_nonfinite
 from napari_tiled_unet.core.options import SegmentOptions
 from napari_tiled_unet.core.predict import SegmentationResult, normalized_plane
-from napari_tiled_unet.core.prepare import prepare
+from napari_tiled_unet.core.prepare import prepare, spread_out
 from napari_tiled_unet.core.tiling import TilePlan
 
 __all__ = ["segment_lazy"]
@@ -116,8 +121,93 @@ def _block(
 
 def _runner(model: Any, runs: tuple[str, tuple[str, ...]]) -> Any:
     """Return the model (loaded once per process) in the run's precision and augmentation."""
+    if isinstance(model, Held):  # the run's model, in its precision and augmentation
+        return model.unet
     precision, tta = runs
     return get_model(model).variant(precision=precision, tta=tta)
+
+
+class Held:
+    """A model handed to the tasks of a graph as one opaque object.
+
+    Dask looks into the arguments of tasks, dataclasses field by field, and would walk the
+    model, its Keras graph and its variants (a float32 model and its int8 variant name each
+    other: the walk never ends); it does not look into this.  An int8 model's ONNX Runtime
+    session lives in this process: its holder cannot be pickled for other processes.
+    """
+
+    __slots__ = ("unet",)
+
+    def __init__(self, unet: Any) -> None:
+        self.unet = unet
+
+    def __dask_tokenize__(self) -> Any:
+        gate = self.unet.int8
+        return ("int8", gate.key) if gate is not None else ("model", id(self.unet))
+
+    def __reduce__(self) -> Any:
+        if self.unet.precision == "int8":
+            raise TypeError(INT8_IN_PROCESS)
+        return (Held, (self.unet,))
+
+
+#: Why int8 tasks cannot go to other processes, and what to do instead.
+INT8_IN_PROCESS = (
+    "precision int8 runs in this process only (its ONNX Runtime session cannot be sent to "
+    "Dask workers); compute with the threaded scheduler (close the Dask client), or use "
+    "precision bfloat16"
+)
+
+
+def _task_model(model: Any, job: Any) -> Any:
+    """Return what tasks get: a model reference (loaded once per worker) or the model, held."""
+    if isinstance(model, ModelRef) and job.unet.precision != "int8":
+        return model
+    return Held(job.unet)
+
+
+def _model_token(model: Any, job: Any) -> Any:
+    if isinstance(model, ModelRef) and job.unet.precision != "int8":
+        return model
+    return Held(job.unet).__dask_tokenize__()
+
+
+def _quantised(job: Any, x: Any, whole: bool, scales: np.ndarray | None) -> Any:
+    """Return ``job`` with its int8 model calibrated on up to 3 planes spread over the stack.
+
+    The planes are read and normalised as the tasks will see them (huge planes stay lazy:
+    only the calibration tiles are read), before the graph is built.
+    """
+    from napari_tiled_unet.core.int8 import int8_model
+    from napari_tiled_unet.core.sizing import resize
+
+    if job.unet.calibrated:
+        return job
+    _refuse_distributed()
+    sources = []
+    for index in spread_out(list(np.ndindex(*job.plane_shape)), 3):
+        scale = None if scales is None else (scales[index][0], scales[index][1])
+        if not whole and not job.rescale.active:  # tiles are read box by box
+            sources.append((x[index], scale if job.normalizer is not None else None))
+            continue
+        plane = normalized_plane(np.asarray(x[index]), job.normalizer, scale)
+        sources.append((resize(plane, job.plan.shape) if job.rescale.active else plane, None))
+    return dataclasses.replace(job, unet=int8_model(job.unet, sources, job.plan))
+
+
+def _refuse_distributed() -> None:
+    """One-line ValueError when a Dask distributed client would run the graph elsewhere."""
+    import sys
+
+    if "distributed" not in sys.modules:
+        return
+    from distributed import default_client
+
+    try:
+        default_client()
+    except ValueError:  # no client: the graph runs in this process
+        return
+    raise ValueError(INT8_IN_PROCESS)
 
 
 def _rescaled_block(
@@ -161,7 +251,8 @@ def _rescaled_lazy(model: Any, unet: Any, job: Any, x: Any, chunks: Any) -> Segm
     if job.normalizer is not None and job.normalizer.per == "stack":
         scales = _scales(x, job.normalizer, per_plane=False)
         scales = np.broadcast_to(scales, (*job.plane_shape, *scales.shape))
-    token = model if isinstance(model, ModelRef) else id(unet)
+    job = _quantised(job, x, True, scales)
+    token = _model_token(model, job)
     probs = x.map_blocks(
         _rescaled_block,
         chunks=(1,) * n + (height, width, unet.spec.num_classes),
@@ -169,7 +260,7 @@ def _rescaled_lazy(model: Any, unet: Any, job: Any, x: Any, chunks: Any) -> Segm
         meta=np.empty((0,) * (n + 3), np.float32),
         name="unet-rescaled-"
         + tokenize(x.name, job.plan, job.normalizer, job.rescale, token, _runs(job)),
-        model=model if isinstance(model, ModelRef) else unet,
+        model=_task_model(model, job),
         plan=job.plan,
         normalizer=job.normalizer,
         shape=job.image_shape,
@@ -178,7 +269,9 @@ def _rescaled_lazy(model: Any, unet: Any, job: Any, x: Any, chunks: Any) -> Segm
     )
     probs = probs.transpose([*job.layout.output_order(), probs.ndim - 1])
     names = unet.metadata.class_names
-    return SegmentationResult(probs, job.layout.output_axes, names, job.plan, job.rescale)
+    return SegmentationResult(
+        probs, job.layout.output_axes, names, job.plan, job.rescale, job.unet.int8
+    )
 
 
 def _runs(job: Any) -> tuple[str, tuple[str, ...]]:
@@ -289,10 +382,7 @@ def segment_lazy(
         image = da.from_array(image, chunks=image.shape)
     job = prepare(unet, image, options, **keywords)
     if not job.unet.calibrated:
-        raise ValueError(
-            "precision int8 runs in memory only; segment without lazy=True (or without Dask "
-            "workers), or use precision bfloat16"
-        )
+        _refuse_distributed()
     x, plan, n = job.canonical, job.plan, len(job.plane_shape)
     if not hasattr(x, "dask"):
         x = da.from_array(x, chunks=(1,) * n + x.shape[n:])
@@ -310,7 +400,8 @@ def segment_lazy(
     if not whole and x.dtype.kind == "f":  # chunks of a plane cannot count for the plane
         bad = int((~da.isfinite(x)).sum().compute())
         warn_nonfinite(bad, int(np.prod(x.shape)), normalized=normalizer is not None)
-    model_token = model if isinstance(model, ModelRef) else id(unet)
+    job = _quantised(job, x, whole, scales)
+    model_token = _model_token(model, job)
     probs = da.map_overlap(
         _block,
         padded,
@@ -322,7 +413,7 @@ def segment_lazy(
         dtype=np.float32,
         meta=np.empty((0,) * (n + 3), np.float32),
         name="unet-" + tokenize(padded.name, plan, normalizer, scales, model_token, _runs(job)),
-        model=model if isinstance(model, ModelRef) else unet,
+        model=_task_model(model, job),
         plan=plan,
         normalizer=normalizer,
         scales=scales,
@@ -330,4 +421,5 @@ def segment_lazy(
         runs=_runs(job),
     )
     probs = probs.transpose([*job.layout.output_order(), probs.ndim - 1])
-    return SegmentationResult(probs, job.layout.output_axes, unet.metadata.class_names, plan)
+    names = unet.metadata.class_names
+    return SegmentationResult(probs, job.layout.output_axes, names, plan, int8=job.unet.int8)

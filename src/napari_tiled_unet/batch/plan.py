@@ -31,6 +31,7 @@ from napari_tiled_unet.core.prepare import (
     check_channels,
     estimation_planes,
     resolve_normalizer,
+    runtime_of,
     tuned,
 )
 from napari_tiled_unet.core.sizing import Rescale, plan_rescale, scaled_shape
@@ -116,6 +117,7 @@ class FileJob:
 
             runs = {
                 "precision": unet.precision,
+                "runtime": runtime_of(unet),
                 "tta": list(unet.tta),
                 "network_passes_per_tile": max(1, len(unet.tta)),
                 "memory_fallback": fallback_of(unet, plan),
@@ -132,6 +134,7 @@ class FileJob:
             "tiles_per_plane": plan.n_tiles,
             "memory_budget_bytes": plan.memory_budget,
             "activation_estimate_bytes": plan.memory_per_batch,
+            "activation_estimate_runtime": plan.runtime,
             **runs,
             "normalization": None if self.normalizer is None else self.normalizer.to_dict(),
             "streamed": self.streamed,
@@ -164,6 +167,7 @@ def plan_file(source: TiffSource, unet: Any, options: Any) -> FileJob:
         memory_budget=options.memory_budget,
         batch_size=options.batch_size,
         timings=tuned(unet) if options.tile_size is None else None,
+        runtime=runtime_of(unet),
     )
     normalizer = resolve_normalizer(options.normalize, unet)
     plane_axes = layout.plane_axes

@@ -206,6 +206,7 @@ def _quantize(unet: Any, calibration: np.ndarray, target: Path, tile_in: tuple[i
     from onnxruntime import quantization as q
 
     from napari_tiled_unet.core.cache import atomic_path
+    from napari_tiled_unet.core.memory import release_memory
     from napari_tiled_unet.core.onnx_export import export_onnx
 
     class Tiles(q.CalibrationDataReader):
@@ -215,22 +216,32 @@ def _quantize(unet: Any, calibration: np.ndarray, target: Path, tile_in: tuple[i
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self._next, None)
 
+    spec = unet.spec
+    # Keras needs one call before it exports; the graph takes any size, so the smallest
+    # valid tile does (a 572 px call of the paper-size network alone holds 0.8 GB).
+    size = spec.smallest_input_for_output(spec.alignment)
+    build = tile_in if spec.fixed_input_size is not None else (size, size)
     with tempfile.TemporaryDirectory(prefix="napari-tiled-unet-int8-") as tmp:
         source = Path(tmp) / "float32.onnx"
-        export_onnx(unet.keras_model, source, input_size=tile_in)
+        export_onnx(unet.keras_model, source, input_size=build)
         graph = onnx.load(str(source)).graph
-        with atomic_path(target) as part, _quiet_root_logger():
-            q.quantize_static(
-                str(source),
-                str(part),
-                Tiles(graph.input[0].name),
-                quant_format=q.QuantFormat.QDQ,
-                per_channel=True,
-                activation_type=q.QuantType.QUInt8,
-                weight_type=q.QuantType.QInt8,
-                calibrate_method=getattr(q.CalibrationMethod, CALIBRATION_METHOD),
-                nodes_to_exclude=_float_tail(graph),
-            )
+        name, keep_float = graph.input[0].name, _float_tail(graph)
+        del graph  # the float32 weights: the quantiser loads its own copy
+        try:
+            with atomic_path(target) as part, _quiet_root_logger():
+                q.quantize_static(
+                    str(source),
+                    str(part),
+                    Tiles(name),
+                    quant_format=q.QuantFormat.QDQ,
+                    per_channel=True,
+                    activation_type=q.QuantType.QUInt8,
+                    weight_type=q.QuantType.QInt8,
+                    calibrate_method=getattr(q.CalibrationMethod, CALIBRATION_METHOD),
+                    nodes_to_exclude=keep_float,
+                )
+        finally:
+            release_memory()  # the calibrator's sessions and graph copies
 
 
 def _labels_agree(int8: np.ndarray, float32: np.ndarray, names: Sequence[str]) -> tuple:

@@ -33,6 +33,7 @@ __all__ = [
     "resolve_model",
     "resolve_normalizer",
     "runner",
+    "runtime_of",
     "spread_out",
     "stack_statistics",
     "tuned",
@@ -112,6 +113,11 @@ def runner(unet: Any, options: SegmentOptions) -> Any:
     if precision == "float32" or precision == unet.precision:
         return unet.variant(precision=unet.precision, tta=tta)
     return unet.variant(precision=effective_precision(precision), tta=tta)
+
+
+def runtime_of(unet: Any) -> str:
+    """Return what runs ``unet``'s network: ``"onnxruntime"`` for int8, else ``"tensorflow"``."""
+    return "onnxruntime" if unet.precision == "int8" else "tensorflow"
 
 
 def resolve_normalizer(normalize: Any, unet: Any) -> Normalizer | None:
@@ -205,6 +211,7 @@ def prepare(
             memory_budget=options.memory_budget,
             batch_size=options.batch_size,
             timings=tuned(unet) if options.tile_size is None else None,
+            runtime=runtime_of(unet),
         )
     elif plan.shape != shape or plan.halo != unet.spec.halo:
         raise ValueError(

@@ -22,6 +22,7 @@ from napari_tiled_unet.core.model.geometry import NetworkSpec
 
 __all__ = [
     "DEFAULT_MEMORY_BUDGET",
+    "RUNTIME_FACTORS",
     "NetworkSpec",
     "Tile",
     "TilePlan",
@@ -51,6 +52,12 @@ _UNITS = {
 # TensorFlow's CPU kernels (oneDNN) hold workspace beyond the live tensors: the measured
 # peak RSS increase of one forward pass was 1.2-1.8x the live-tensor count (benchmarks/).
 _RUNTIME_FACTOR = 1.8
+#: Peak memory of one network call over the float32 live-tensor count, per runtime.  ONNX
+#: Runtime (int8 models, no memory arena) measured 1.2-1.7x for tiles of 892 px and more
+#: (uint8 activations, but float32 ones around the quantised operators, and prepacked
+#: weights), up to 2.1x for 572 px tiles, whose extra 50-150 MiB is fixed cost that no
+#: budget-sized tile is near (benchmarks/bench_int8_memory.py --factor).
+RUNTIME_FACTORS = {"tensorflow": _RUNTIME_FACTOR, "onnxruntime": 1.7}
 _MAX_BATCH = 16
 # Automatic tiles keep one call's activation estimate within this, whatever the budget:
 # beyond it TensorFlow's CPU convolutions slow down (benchmarks/bench_inference.py, paper
@@ -62,13 +69,18 @@ _FAST_CALL_BYTES = 2 * 2**30
 _CALL_OVERHEAD_FLOPS = 1e9
 
 
-def activation_bytes(spec: NetworkSpec, tile_in: tuple[int, int], batch: int = 1) -> int:
-    """Estimate the peak activation memory (bytes, float32) of one forward pass.
+def activation_bytes(
+    spec: NetworkSpec, tile_in: tuple[int, int], batch: int = 1, *, runtime: str = "tensorflow"
+) -> int:
+    """Estimate the peak activation memory (bytes) of one forward pass.
 
-    Walks the network layer by layer and takes the largest sum of tensors alive at once
-    (the skip connections held for the expanding path plus a layer's input and output),
-    times the runtime overhead measured for TensorFlow on the CPU.
+    Walks the network layer by layer and takes the largest sum of float32 tensors alive at
+    once (the skip connections held for the expanding path plus a layer's input and output),
+    times the overhead measured for ``runtime`` on the CPU (:data:`RUNTIME_FACTORS`:
+    ``"tensorflow"``, or ``"onnxruntime"`` for int8 models).
     """
+    if runtime not in RUNTIME_FACTORS:
+        raise ValueError(f"runtime must be one of {sorted(RUNTIME_FACTORS)}, got {runtime!r}")
     h, w = tile_in
     chans, live_skips, peak = spec.input_channels, 0, 0
     shrink = 0 if spec.padded_halo is not None else 2  # px a 3x3 convolution takes away
@@ -96,7 +108,7 @@ def activation_bytes(spec: NetworkSpec, tile_in: tuple[int, int], batch: int = 1
         step(h * w, 2 * f, (h - shrink) * (w - shrink), f)
         step((h - shrink) * (w - shrink), f, (h - 2 * shrink) * (w - 2 * shrink), f)
         h, w, chans = h - 2 * shrink, w - 2 * shrink, f
-    return int(4 * batch * peak * _RUNTIME_FACTOR)
+    return int(4 * batch * peak * RUNTIME_FACTORS[runtime])
 
 
 def tile_flops(spec: NetworkSpec, tile_in: tuple[int, int]) -> float:
@@ -248,6 +260,9 @@ class TilePlan:
         ``"timings"`` (automatic, least time measured on this machine, see
         :mod:`napari_tiled_unet.core.autotune`), ``"request"`` or ``"model"`` (a model of
         one input size).  Not compared.
+    runtime : str
+        The runtime whose memory overhead ``memory_per_batch`` counts (see
+        :func:`activation_bytes`; not compared).
     """
 
     shape: tuple[int, int]
@@ -259,6 +274,7 @@ class TilePlan:
     memory_per_batch: int
     memory_budget: int | None = dataclasses.field(default=None, compare=False)
     chosen_by: str = dataclasses.field(default="flops", compare=False)
+    runtime: str = dataclasses.field(default="tensorflow", compare=False)
 
     @property
     def n_tiles(self) -> int:
@@ -364,6 +380,7 @@ def _auto_tile_sizes(
     cover: tuple[int, int],
     budget: int,
     timings: Any = None,
+    runtime: str = "tensorflow",
 ) -> tuple[int, int]:
     """Return the tile that covers ``shape`` with the least work within ``budget`` bytes.
 
@@ -384,7 +401,7 @@ def _auto_tile_sizes(
     size = smallest
     while True:
         tile = (min(size, cover[0]), min(size, cover[1]))
-        if best is not None and activation_bytes(spec, tile) > limit:
+        if best is not None and activation_bytes(spec, tile, runtime=runtime) > limit:
             break
         seconds = None if timings is None else timings.call_seconds(spec, tile)
         if best is not None and timings is not None and seconds is None:
@@ -437,6 +454,7 @@ def plan_tiles(
     memory_budget: int | str | None = None,
     batch_size: int | None = None,
     timings: Any = None,
+    runtime: str = "tensorflow",
 ) -> TilePlan:
     """Plan the overlap-tile cover of a ``(Y, X)`` image.
 
@@ -460,6 +478,8 @@ def plan_tiles(
         Tile timings of this network on this machine
         (:func:`~napari_tiled_unet.core.autotune.cached_timings`): the automatic tile is
         then the one whose cover takes the least measured time.
+    runtime : {"tensorflow", "onnxruntime"}
+        What runs the network (ONNX Runtime for int8), for the memory estimate.
 
     Returns
     -------
@@ -481,7 +501,7 @@ def plan_tiles(
         tile_in, chosen_by = _explicit_tile_sizes(tile_size, spec, cover), "request"
     else:
         size = (int(shape[0]), int(shape[1]))
-        tile_in = _auto_tile_sizes(spec, size, cover, budget, timings)
+        tile_in = _auto_tile_sizes(spec, size, cover, budget, timings=timings, runtime=runtime)
         chosen_by = "flops" if timings is None else "timings"
     out_y, out_x = (spec.output_size(t) for t in tile_in)
     if out_y is None or out_x is None:
@@ -491,7 +511,7 @@ def plan_tiles(
         axis_origins(shape[1], out_x, spec.alignment),
     )
     n_tiles = len(origins[0]) * len(origins[1])
-    per_tile = activation_bytes(spec, tile_in)
+    per_tile = activation_bytes(spec, tile_in, runtime=runtime)
     if batch_size is None:
         fast = min(budget, _FAST_CALL_BYTES)
         batch_size = max(1, min(n_tiles, _MAX_BATCH, fast // max(per_tile, 1)))
@@ -504,5 +524,6 @@ def plan_tiles(
         int(batch_size),
         per_tile * int(batch_size),
         budget,
-        chosen_by,
+        chosen_by=chosen_by,
+        runtime=runtime,
     )
