@@ -359,3 +359,24 @@ def test_sessions_run_without_the_memory_arena_unless_told(tmp_path, monkeypatch
     monkeypatch.setitem(onnx_export.SESSION_OPTIONS, "enable_cpu_mem_arena", True)
     again = onnx_export.ort_session(tmp_path / "m.onnx", threads=1)
     assert again.get_session_options().enable_cpu_mem_arena is True
+
+
+def test_calibration_planes_do_not_depend_on_the_order_planes_run_in(monkeypatch):
+    """A live run starts with the plane on view; it must calibrate on the CLI's planes."""
+    from napari_tiled_unet.core import predict
+
+    seen = []
+
+    def fake_int8_model(unet, sources, plan):
+        seen.append([float(plane.mean()) for plane, _ in sources])
+        raise RuntimeError("stop after calibration")
+
+    monkeypatch.setattr(int8_module, "int8_model", fake_int8_model)
+    stack = np.stack([_image(seed=k) + 100 * k for k in range(7)])
+    for order in (None, [(4,), (0,), (1,), (2,), (3,), (5,), (6,)]):
+        run = predict.iter_segment(
+            tiny_unet(2, 4), stack, axes="ZYX", precision="int8", planes=order
+        )
+        with pytest.raises(RuntimeError, match="stop after calibration"):
+            next(run)
+    assert len(seen) == 2 and seen[0] == seen[1] and len(seen[0]) == 3

@@ -265,10 +265,15 @@ def iter_segment(
 
 
 def _int8_runner(job: Any, todo: list[tuple[int, ...]], stack_scale: Scale | None) -> Any:
-    """Return the run's int8 model, calibrated on up to 3 planes normalised as they run."""
+    """Return the run's int8 model, calibrated on up to 3 planes normalised as they run.
+
+    The planes are spread over the planes to do in their stack order, whatever order they
+    run in (a live run starts with the plane on view), so every entry point calibrates on
+    the same planes.
+    """
     from napari_tiled_unet.core.int8 import int8_model
 
-    picks = spread_out(todo, 3)
+    picks = spread_out(sorted(todo), 3)
     sources = []
     for index in picks:
         plane = normalized_plane(np.asarray(job.canonical[index]), job.normalizer, stack_scale)
