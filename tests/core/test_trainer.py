@@ -249,7 +249,7 @@ def test_resume_starts_from_the_saved_weights(tmp_path) -> None:
     resumed, model = _drain(iter_train(config, IMAGES, LABELS, init=path))
     fresh, _ = _drain(iter_train(config, IMAGES, LABELS))
     assert resumed[0].loss < 0.5 * fresh[0].loss  # same first batch, trained weights
-    assert model.metadata.training["steps"] == 63 and model.metadata.training["init"] == str(path)
+    assert model.metadata.training["steps"] == 63 and model.metadata.training["init"] == path.name
     with pytest.raises(ValueError, match="initial model"):
         train(_tiny(base_filters=4), IMAGES, LABELS, init=first)
 

@@ -133,6 +133,10 @@ def _metadata(
     )
 
 
+def _file_name(source: str | None) -> str | None:
+    return None if not source else Path(source).name
+
+
 def _record(
     config: TrainConfig,
     train: list[PreparedImage],
@@ -147,7 +151,8 @@ def _record(
         "config": config.to_dict(),
         "train_shapes": [list(p.image.shape) for p in train],
         "val_shapes": [list(p.image.shape) for p in val],
-        "init": None if init is None else (init.source or "in-memory model"),
+        # The file's name, not its path: a model file does not carry its maker's folders.
+        "init": None if init is None else (_file_name(init.source) or "in-memory model"),
         "init_steps": int(previous.get("steps", 0)),
         "package_version": __version__,
     }
