@@ -5,7 +5,7 @@
   training images, which covers the error of the object-size estimate at inference.
 - :func:`appearance_jitter` changes how a normalised tile looks without moving a pixel:
   dim and bright objects side by side (a smooth gain field), chromatin speckle inside the
-  objects, uneven background, blur, Poisson and Gaussian noise.
+  objects, uneven background, gamma curves, blur, Poisson and Gaussian noise.
 
 Both are deterministic under a ``numpy.random.Generator``.
 """
@@ -70,9 +70,10 @@ def appearance_jitter(
 
     Each effect is applied with probability 1/2: a smooth gain field (objects a few
     diameters apart differ up to ~4x in brightness), speckle inside the objects
-    (``classes > 0``), an uneven additive background, Gaussian blur, Poisson noise at a
-    random photon count and Gaussian noise.  ``object_size`` is the objects' diameter in
-    px, which sets the scales of the gain field and the speckle.  Returns float32.
+    (``classes > 0``), an uneven additive background, a gamma curve (x0.5-2), Gaussian
+    blur (sigma 0.3-2.5 px), Poisson noise at a random photon count and Gaussian noise.
+    ``object_size`` is the objects' diameter in px, which sets the scales of the gain field
+    and the speckle.  Returns float32.
     """
     data = np.asarray(image, dtype=np.float32)
     shape = data.shape[:2]
@@ -87,8 +88,13 @@ def appearance_jitter(
     if rng.random() < 0.5:
         background = rng.uniform(0.0, 0.3) * (1 + _smooth_field(shape, 4 * object_size, rng))
         data = data + background.clip(0)[expand].astype(np.float32)
+    if rng.random() < 0.5:  # a non-linear camera or export curve, strong haze or none
+        top = float(np.percentile(data, 99.5))
+        if top > 0:
+            gamma = float(np.exp(rng.uniform(np.log(0.5), np.log(2.0))))
+            data = (top * np.clip(data / top, 0, None) ** gamma).astype(np.float32)
     if rng.random() < 0.5:
-        sigma = rng.uniform(0.3, 1.5)
+        sigma = rng.uniform(0.3, 2.5)
         data = ndi.gaussian_filter(data, (sigma, sigma, 0)[: data.ndim])
     if rng.random() < 0.5:
         photons = float(np.exp(rng.uniform(np.log(5), np.log(500))))
