@@ -85,7 +85,7 @@ def _blob_radius(image: np.ndarray) -> float:
     finest scales (objects under ~11 px) see only the central 512 x 512 px, where such
     small objects are counted in the thousands.
     """
-    sigmas = np.exp(np.linspace(np.log(1.0), np.log(min(80.0, max(image.shape) / 4)), 18))
+    sigmas = np.exp(np.linspace(np.log(1.0), np.log(min(80.0, max(image.shape) / 4)), 12))
     pyramid = [_central_crop(image, 512 * 512), _bin(image, 2)]
     energy = []
     for sigma in sigmas:
