@@ -391,7 +391,7 @@ def _auto_tile_sizes(
     outside the image: e.g. a 2048 px image is covered by 2 x 2 tiles of 1028 px output
     rather than by 3 x 3 of 708 px or one huge call.  Ties go to the larger tile.
 
-    With ``timings`` (:class:`~napari_tiled_unet.core.autotune.TileTimings` of this
+    With ``timings`` (:class:`~napari_tiled_unet.core.timings.TileTimings` of this
     machine), the work of a cover is its number of tiles times the measured seconds of one
     call, and the largest tile timed takes the place of the slow-down size.
     """
@@ -476,7 +476,7 @@ def plan_tiles(
         Tiles per call; None fills the memory budget (at most 16).
     timings : TileTimings, optional
         Tile timings of this network on this machine
-        (:func:`~napari_tiled_unet.core.autotune.cached_timings`): the automatic tile is
+        (:func:`~napari_tiled_unet.core.timings.cached_timings`): the automatic tile is
         then the one whose cover takes the least measured time.
     runtime : {"tensorflow", "onnxruntime"}
         What runs the network (ONNX Runtime for int8), for the memory estimate.
