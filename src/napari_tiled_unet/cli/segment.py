@@ -245,15 +245,25 @@ class _Interrupts:
             signal.signal(signum, handler)
 
 
+#: What a command without --model says when no model is bundled either.
+NO_MODEL = "--model is required: give a .keras or .h5 U-Net model file"
+
+
+def model_or_bundled(model: Path | None) -> Path | None:
+    """Return ``model``, else the bundled default model, else None (nothing bundled)."""
+    if model is not None:
+        return model
+    from napari_tiled_unet.batch.models import bundled_models
+
+    bundled = bundled_models()
+    return bundled[0] if bundled else None
+
+
 def run_segment(args: argparse.Namespace) -> int:
     """Run ``segment`` with parsed arguments; return the exit status."""
+    args.model = model_or_bundled(args.model)
     if args.model is None:
-        from napari_tiled_unet.batch.models import bundled_models
-
-        bundled = bundled_models()
-        if not bundled:
-            return fail("--model is required: give a .keras or .h5 U-Net model file")
-        args.model = bundled[0]
+        return fail(NO_MODEL)
     from napari_tiled_unet.batch.run import iter_batch
     from napari_tiled_unet.cli.progress import TqdmProgress
 

@@ -79,13 +79,11 @@ _IMAGES = (1024, 2048, 4096)
 def run_tune(args: argparse.Namespace) -> int:
     """Time the tiles, print the table and what automatic tiles become; return the status."""
     try:
-        if args.model is None:
-            from napari_tiled_unet.batch.models import bundled_models
+        from napari_tiled_unet.cli.segment import NO_MODEL, model_or_bundled
 
-            bundled = bundled_models()
-            if not bundled:
-                return fail("--model is required: give a .keras or .h5 U-Net model file")
-            args.model = bundled[0]
+        args.model = model_or_bundled(args.model)
+        if args.model is None:
+            return fail(NO_MODEL)
         if args.threads is not None:
             from napari_tiled_unet.core._keras import set_threads
 
