@@ -61,6 +61,18 @@ def test_chunked_planes_match_the_whole_plane(stack, normalize):
     assert_close(lazy, eager, atol=1e-5 if normalize else 2e-4)
 
 
+@pytest.mark.parametrize("chunks", [16, 32, (32, 48), 40])
+def test_any_chunk_size_reads_the_context_its_last_tile_needs(chunks):
+    """A chunk's last tile may run past the chunk (the shifted last tile owns the rest)."""
+    unet = tiny_unet(2, 4, num_classes=3)
+    image = np.random.default_rng(2).random((2, 96, 90)).astype(np.float32)
+    eager = segment(unet, image, axes="ZYX", tile_size=60, object_size="none")
+    assert eager.plan.origins[1][-1] - eager.plan.origins[1][-2] < eager.plan.tile_out[1]
+    lazy = segment_lazy(unet, image, axes="ZYX", tile_size=60, object_size="none", chunks=chunks)
+    assert all(len(c) > 1 for c in lazy.probabilities.chunks[1:3])
+    assert_close(lazy, eager)
+
+
 def test_axes_order_and_channels_follow_segment():
     unet = tiny_unet(2, 4, input_channels=2, num_classes=3)
     image = np.random.default_rng(1).random((2, 40, 2, 37)).astype(np.float32)  # Z Y C X

@@ -322,17 +322,30 @@ def _plane_chunks(plan: TilePlan, alignment: int, chunks: Any) -> tuple[list[int
     if chunks is None:
         chunks = 4096
     target = (chunks, chunks) if np.isscalar(chunks) else chunks
-    minimum = plan.halo + alignment
+    # At least one tile and its context: the input that a chunk's last tile reads past the
+    # chunk's end (its output may run on into the next chunk, whose tile then owns it) then
+    # always lies within the next chunk, as map_overlap requires.
     return tuple(
-        _chunk_edges(origins, size, int(t), minimum)
-        for origins, size, t in zip(plan.origins, plan.shape, target)
+        _chunk_edges(origins, size, int(t), max(plan.halo + alignment, plan.halo + out))
+        for origins, size, t, out in zip(plan.origins, plan.shape, target, plan.tile_out)
     )
 
 
-def _pad_after(plan: TilePlan, axis: int, alignment: int) -> int:
-    """Context needed past the end of the image (mirrored) along ``axis``."""
+def _pad_after(plan: TilePlan, axis: int, alignment: int, sizes: list[int] | None = None) -> int:
+    """Context needed past the end of each chunk along ``axis`` (``sizes``; default one chunk).
+
+    The largest of: the mirrored context past the end of the image, and for every chunk
+    what its last tile reads past the chunk's end.
+    """
     reach = plan.origins[axis][-1] + plan.tile_in[axis] - plan.halo - plan.shape[axis]
-    return max(reach, plan.halo + alignment)
+    need = max(reach, plan.halo + alignment)
+    end = 0
+    for size in sizes or [plan.shape[axis]]:
+        end += size
+        inside = [o for o in plan.origins[axis] if end - size <= o < end]
+        if inside:
+            need = max(need, inside[-1] + plan.tile_in[axis] - plan.halo - end)
+    return need
 
 
 def _padded(x: Any, halo: int, after: tuple[int, int], chunks: tuple[list[int], ...]) -> Any:
@@ -391,7 +404,7 @@ def segment_lazy(
     alignment = unet.spec.alignment
     ych, xch = _plane_chunks(plan, alignment, chunks)
     whole = len(ych) == 1 and len(xch) == 1
-    after = (_pad_after(plan, 0, alignment), _pad_after(plan, 1, alignment))
+    after = (_pad_after(plan, 0, alignment, ych), _pad_after(plan, 1, alignment, xch))
     padded = _padded(x, plan.halo, after, (ych, xch))
     normalizer = job.normalizer
     scales = None
