@@ -73,6 +73,33 @@ def test_any_chunk_size_reads_the_context_its_last_tile_needs(chunks):
     assert_close(lazy, eager)
 
 
+@pytest.mark.parametrize("chunks", [None, 64])
+def test_out_of_memory_in_a_lazy_run_retries_with_smaller_calls(monkeypatch, chunks):
+    from napari_tiled_unet.core.memory import OutOfMemoryWarning, fallback_of
+    from napari_tiled_unet.core.model.files import wrap_keras_model
+
+    image = np.random.default_rng(3).random((2, 200, 180)).astype(np.float32)
+    keywords = dict(axes="ZYX", tile_size=196, batch_size=1, normalize=None, chunks=chunks)
+    expected = segment_lazy(wrap_keras_model(tiny_unet(3, 4).keras_model), image, **keywords)
+    unet = wrap_keras_model(tiny_unet(3, 4).keras_model)
+    real, sizes = unet.predict_batch, []
+
+    def predict(batch):
+        sizes.append(batch.shape[1:3])
+        if len(sizes) <= 2:
+            raise MemoryError()
+        return real(batch)
+
+    monkeypatch.setattr(unet, "predict_batch", predict)
+    lazy = segment_lazy(unet, image, **keywords)
+    with dask.config.set(scheduler="synchronous"), pytest.warns(OutOfMemoryWarning) as said:
+        probabilities = lazy.probabilities.compute()
+    assert len(said) == 1
+    assert sizes[0] == (196, 196) and sizes[1] == (140, 140) and sizes[-1] == (116, 116)
+    np.testing.assert_allclose(probabilities, expected.probabilities.compute(), atol=1e-5)
+    assert fallback_of(unet, lazy.plan) == {"batch_size": 1, "tile_in": [116, 116]}
+
+
 def test_axes_order_and_channels_follow_segment():
     unet = tiny_unet(2, 4, input_channels=2, num_classes=3)
     image = np.random.default_rng(1).random((2, 40, 2, 37)).astype(np.float32)  # Z Y C X

@@ -31,7 +31,8 @@ import numpy as np
 
 from napari_tiled_unet.batch.modelref import ModelRef, get_model
 from napari_tiled_unet.batch.zarrio import as_array
-from napari_tiled_unet.core.normalize import count_nonfinite, network_input, warn_nonfinite
+from napari_tiled_unet.core.normalize import count_nonfinite, warn_nonfinite
+from napari_tiled_unet.core.memory import predict_tiles
 from napari_tiled_unet.core.options import SegmentOptions
 from napari_tiled_unet.core.predict import SegmentationResult, normalized_plane
 from napari_tiled_unet.core.prepare import prepare, spread_out
@@ -103,17 +104,20 @@ def _block(
     tiles = [
         t for t in plan.tiles() if y0 <= t.output_start[0] < y1 and x0 <= t.output_start[1] < x1
     ]
+    h = plan.halo
     for start in range(0, len(tiles), plan.batch_size):
         batch = tiles[start : start + plan.batch_size]
-        cut = [
-            data[
-                t.output_start[0] - y0 : t.output_start[0] - y0 + plan.tile_in[0],
-                t.output_start[1] - x0 : t.output_start[1] - x0 + plan.tile_in[1],
-            ]
+        # The tiles in the block's frame, which starts ``halo`` px before the block's output
+        # (predict_tiles retries with smaller calls when memory runs out).
+        local = [
+            dataclasses.replace(
+                t,
+                input_start=(t.output_start[0] - y0, t.output_start[1] - x0),
+                output_start=(t.output_start[0] - y0 + h, t.output_start[1] - x0 + h),
+            )
             for t in batch
         ]
-        inputs = network_input(np.stack(cut), scale)
-        for t, result in zip(batch, unet.predict_batch(inputs)):
+        for t, result in zip(batch, predict_tiles(unet, data, plan, local, scale=scale)):
             (ys, xs), (ly, lx) = t.owned, t.owned_in_tile
             out[ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0] = result[ly, lx]
     return out.reshape((1,) * len(plane) + out.shape)
