@@ -104,18 +104,21 @@ def generated(count: int, size: float, rng: np.random.Generator) -> list:
     return out
 
 
-def balanced(sources: list[list]) -> list:
+def balanced(sources: list[list], weights: tuple[float, ...] | None = None) -> list:
     """Repeat each source's images so that every source covers about the same area.
+
+    ``weights`` (one per source, default all 1) scale the area each source should cover.
 
     Training tiles are drawn with probability proportional to image area; without this the
     one DSB2018 half (~0.1 Mpx at the model scale) would get ~2 % of the tiles next to the
     BBBC007 and generated images (~2 Mpx each), and the model would learn its look poorly.
     """
     areas = [sum(image.shape[0] * image.shape[1] for image, _ in source) for source in sources]
-    target = max(areas)
+    weights = weights or (1.0,) * len(sources)
+    target = max(area / weight for area, weight in zip(areas, weights, strict=True))
     out = []
-    for source, area in zip(sources, areas, strict=True):
-        out += source * max(1, round(target / area))
+    for source, area, weight in zip(sources, areas, weights, strict=True):
+        out += source * max(1, round(weight * target / area))
     return out
 
 
@@ -132,7 +135,10 @@ def datasets(args: argparse.Namespace) -> tuple[list, list, list, list, str]:
     ]
     dsb = [to_model_scale(*real_train[0], args.object_size)]
     bbbc = [to_model_scale(im, lb, args.object_size) for im, lb in real_train[1:]]
-    train = balanced([dsb, bbbc, generated(args.synthetic, args.object_size, rng)])
+    train = balanced(
+        [dsb, bbbc, generated(args.synthetic, args.object_size, rng)],
+        (1.0, args.bbbc_weight, 1.0),
+    )
     val = [to_model_scale(im, lb, args.object_size) for im, lb in real_val]
     val += generated(4, args.object_size, np.random.default_rng(args.seed + 1000))
     info = (
@@ -222,6 +228,12 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--synthetic", type=int, default=40, help="generated images")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--bbbc-weight",
+        type=float,
+        default=1.0,
+        help="area of the BBBC007 training images relative to each other source",
+    )
     parser.add_argument(
         "--no-calibrate",
         dest="calibrate",
