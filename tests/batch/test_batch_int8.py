@@ -28,6 +28,7 @@ def setup(tmp_path, monkeypatch):
     monkeypatch.setenv(CACHE_ENV_VAR, str(tmp_path / "cache"))
     monkeypatch.setattr(int8_module, "MIN_AGREEMENT", 0.0)  # tiny random U-Nets: any passes
     monkeypatch.setattr(int8_module, "MIN_BORDER_IOU", 0.0)
+    monkeypatch.setattr(int8_module, "MIN_SPEEDUP", 0.0)
     calls = []
     original = int8_module._quantize
     monkeypatch.setattr(int8_module, "_quantize", lambda *a: calls.append(1) or original(*a))

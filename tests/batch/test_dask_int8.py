@@ -28,6 +28,7 @@ def calls(tmp_path, monkeypatch):
     monkeypatch.setenv(CACHE_ENV_VAR, str(tmp_path / "cache"))
     monkeypatch.setattr(int8_module, "MIN_AGREEMENT", 0.0)
     monkeypatch.setattr(int8_module, "MIN_BORDER_IOU", 0.0)
+    monkeypatch.setattr(int8_module, "MIN_SPEEDUP", 0.0)
     seen = {"sources": [], "quantize": 0}
     model, quantize = int8_module.int8_model, int8_module._quantize
 

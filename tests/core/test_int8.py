@@ -30,9 +30,11 @@ def cache(tmp_path, monkeypatch):
 
 @pytest.fixture
 def lenient(monkeypatch):
-    """A gate that any int8 model passes (tiny random U-Nets may not meet the real bar)."""
+    """A gate that any int8 model passes (tiny random U-Nets may not meet the real bar, and
+    ONNX Runtime runs them slower than TensorFlow)."""
     monkeypatch.setattr(int8_module, "MIN_AGREEMENT", 0.0)
     monkeypatch.setattr(int8_module, "MIN_BORDER_IOU", 0.0)
+    monkeypatch.setattr(int8_module, "MIN_SPEEDUP", 0.0)
 
 
 def _image(shape=(120, 110), seed=0):
@@ -126,12 +128,35 @@ def test_the_gate_passes_a_model_that_meets_the_bar(cache, monkeypatch):
     gate = result.int8
     # The bar the gate applies is the stated one, whatever this tiny model reaches.
     meets = gate.agreement >= 0.995 and gate.border_iou >= 0.90
-    assert gate.passed == meets and (gate.used == "int8") == meets
-    assert (len(notes), len(problems)) == ((1, 0) if meets else (0, 1))
+    assert gate.passed == meets and (gate.used == "int8") == (meets and gate.speedup >= 1)
+    assert (len(notes), len(problems)) == ((1, 0) if gate.used == "int8" else (0, 1))
     monkeypatch.setattr(int8_module, "MIN_AGREEMENT", gate.agreement)  # exactly met
     monkeypatch.setattr(int8_module, "MIN_BORDER_IOU", gate.border_iou)
+    monkeypatch.setattr(int8_module, "MIN_SPEEDUP", gate.speedup)
     again, notes, problems = _run(unet, _image(), precision="int8")
     assert again.int8.used == "int8" and again.int8.cached and len(notes) == 1
+
+
+@pytest.mark.parametrize("native_bf16, expected", [(False, "float32"), (True, "bfloat16")])
+def test_int8_that_is_not_faster_than_float32_is_not_used(
+    cache, lenient, monkeypatch, native_bf16, expected
+):
+    monkeypatch.setattr(int8_module, "MIN_SPEEDUP", 1e9)  # unreachable
+    monkeypatch.setattr(precision_module, "native_bfloat16", lambda: native_bf16)
+    unet = tiny_unet(2, 4, num_classes=3)
+    result, notes, problems = _run(unet, _image(), precision="int8")
+    assert notes == [] and len(problems) == 1 and "\n" not in problems[0]
+    assert problems[0].startswith("int8 is not faster than float32 for this model here (")
+    assert problems[0].endswith(f"using {expected}")
+    gate = result.int8
+    assert gate.passed and not gate.faster and gate.used == expected
+    assert gate.to_dict()["faster"] is False
+
+
+def test_the_pace_of_int8_reads_as_faster_or_slower():
+    assert int8_module._pace(2.94) == "2.9x faster"
+    assert int8_module._pace(1.0) == "1.0x faster"
+    assert int8_module._pace(0.8) == "1.2x slower"
 
 
 def test_the_second_run_reuses_the_cached_model_and_gate(cache, lenient, monkeypatch):

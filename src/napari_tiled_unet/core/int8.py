@@ -60,6 +60,8 @@ MIN_AGREEMENT = 0.995
 #: its IoU while it still separates the same objects; 0.90 lets such shifts pass and stops
 #: borders that break up or vanish.
 MIN_BORDER_IOU = 0.90
+#: int8 must be at least this much faster than float32 on the held-out tiles to be used.
+MIN_SPEEDUP = 1.0
 #: Tiles that calibrate the activation ranges, and tiles that judge the result.
 CALIBRATION_TILES, HELD_OUT_TILES = 8, 4
 #: Largest calibration and held-out tile (input px; larger planned tiles are cut smaller on
@@ -94,7 +96,8 @@ class Int8Gate:
     key : str
         Hash of the weights, calibration tiles and tile size (the cached model's name).
     used : str
-        The precision the run uses: ``"int8"`` when the gate passed, else the fallback.
+        The precision the run uses: ``"int8"`` when the gate passed and int8 was faster
+        (:attr:`faster`), else the fallback.
     cached : bool
         The quantised model and this result came from the cache.
     """
@@ -114,17 +117,34 @@ class Int8Gate:
         border_ok = self.border_iou is None or self.border_iou >= MIN_BORDER_IOU
         return self.agreement >= MIN_AGREEMENT and border_ok
 
+    @property
+    def faster(self) -> bool:
+        """Whether int8 ran the held-out tiles at least :data:`MIN_SPEEDUP` x as fast."""
+        return self.speedup >= MIN_SPEEDUP
+
     def describe(self) -> str:
         """One line, e.g. ``99.71 % agreement with float32 on 4 held-out tiles, 2.9x faster``."""
         iou = "" if self.border_iou is None else f", border IoU {self.border_iou:.3f}"
         return (
             f"{100 * self.agreement:.2f} % agreement with float32 on {self.held_out} "
-            f"held-out tiles{iou}, {self.speedup:.1f}x faster"
+            f"held-out tiles{iou}, {_pace(self.speedup)}"
         )
 
     def to_dict(self) -> dict[str, Any]:
         """Return what run records keep: the fields, ``passed`` and the one-line summary."""
-        return {**dataclasses.asdict(self), "passed": self.passed, "summary": self.describe()}
+        return {
+            **dataclasses.asdict(self),
+            "passed": self.passed,
+            "faster": self.faster,
+            "summary": self.describe(),
+        }
+
+
+def _pace(speedup: float) -> str:
+    """``2.9x faster`` or ``1.2x slower`` (float32 time over int8 time ``speedup``)."""
+    if speedup >= 1 or speedup <= 0:
+        return f"{speedup:.1f}x faster"
+    return f"{1 / speedup:.1f}x slower"
 
 
 def _halton(index: int, base: int) -> float:
@@ -357,9 +377,18 @@ def int8_model(unet: Any, sources: Sequence[tuple[Any, Any]], plan: TilePlan) ->
     if gate is None:
         gate = _measure(float32, int8, tiles[held], key)
         _write_gate(gate_path, gate)
-    if gate.passed:
+    if gate.passed and gate.faster:
         warnings.warn(f"int8: {gate.describe()}", PrecisionNote, stacklevel=3)
         model = int8.variant(precision="int8", tta=unet.tta)
+    elif gate.passed:
+        gate = dataclasses.replace(gate, used=_fallback())
+        warnings.warn(
+            f"int8 is not faster than float32 for this model here ({gate.describe()}); "
+            f"using {gate.used}",
+            PrecisionWarning,
+            stacklevel=3,
+        )
+        model = float32.variant(precision=gate.used, tta=unet.tta)
     else:
         gate = dataclasses.replace(gate, used=_fallback())
         warnings.warn(
