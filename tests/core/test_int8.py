@@ -2,6 +2,7 @@
 
 import importlib.util
 import sys
+import types
 import warnings
 
 import numpy as np
@@ -151,6 +152,27 @@ def test_int8_that_is_not_faster_than_float32_is_not_used(
     gate = result.int8
     assert gate.passed and not gate.faster and gate.used == expected
     assert gate.to_dict()["faster"] is False
+
+
+def test_the_speed_up_is_measured_at_the_run_s_tile_size(monkeypatch):
+    unet = tiny_unet(2, 4, num_classes=3)
+    held_out = np.random.default_rng(0).random((4, 92, 92, 1)).astype(np.float32)
+    shapes = []
+    pace = {"float32": 2.0, "int8": 1.0}  # seconds per call of the larger tile
+
+    def timed(model, tiles):
+        shapes.append((model.precision, tiles.shape[1:3]))
+        seconds = pace[model.precision] if tiles.shape[1] > 92 else 1.0
+        return np.stack([np.asarray(model.predict_batch(t[None]))[0] for t in tiles]), seconds
+
+    monkeypatch.setattr(int8_module, "_timed", timed)
+    float32 = unet.variant(precision="float32")
+    int8 = types.SimpleNamespace(precision="int8", predict_batch=float32.predict_batch)
+    same = int8_module._measure(float32, int8, held_out, "k", (92, 92))
+    larger = int8_module._measure(float32, int8, held_out, "k", (140, 132))
+    assert same.speedup == 1.0 and shapes[:2] == [("float32", (92, 92)), ("int8", (92, 92))]
+    assert shapes[-2:] == [("float32", (140, 132)), ("int8", (140, 132))]
+    assert larger.speedup == 2.0 and larger.agreement == same.agreement == 1.0
 
 
 def test_the_pace_of_int8_reads_as_faster_or_slower():

@@ -11,13 +11,16 @@ run:
    classifier, the softmax and everything after it stay float32.
 3. The gate: float32 and int8 run on the held-out tiles.  int8 is used when their labels
    agree on at least :data:`MIN_AGREEMENT` of the pixels and, for models with a border
-   class, the border class's IoU is at least :data:`MIN_BORDER_IOU`; else the run uses
-   bfloat16 (where the machine runs it natively) or float32, with one warning.
+   class, the border class's IoU is at least :data:`MIN_BORDER_IOU`, and int8 runs a tile
+   of the run's size at least :data:`MIN_SPEEDUP` times as fast as float32; else the run
+   uses bfloat16 (where the machine runs it natively) or float32, with one warning.  (ONNX
+   Runtime's cost per operator makes int8 slower than TensorFlow's float32 for small
+   networks such as the bundled 16-filter one: such a run would gain nothing from int8.)
 
-The quantised model and its gate result are cached
-(:func:`~napari_tiled_unet.core.cache.cache_dir`) under a hash of the weights, the
-calibration tiles and the tile size, so a second run on the same data neither calibrates nor
-measures again.  Why these settings: see the README's precision section and
+The quantised model is cached (:func:`~napari_tiled_unet.core.cache.cache_dir`) under a
+hash of the weights, the calibration tiles and the calibration tile size, and its gate
+result next to it per tile size of the run, so a second run on the same data neither
+calibrates nor measures again.  Why these settings: see the README's precision section and
 ``benchmarks/bench_precision_agreement.py``.
 """
 
@@ -282,10 +285,24 @@ def _timed(model: Any, tiles: np.ndarray) -> tuple[np.ndarray, float]:
     return outputs, time.perf_counter() - start
 
 
-def _measure(float32: Any, int8: Any, held_out: np.ndarray, key: str) -> Int8Gate:
+def _measure(
+    float32: Any, int8: Any, held_out: np.ndarray, key: str, tile_in: tuple[int, int]
+) -> Int8Gate:
+    """Agreement on the held-out tiles; the speed-up at the run's own tile size ``tile_in``.
+
+    The speed of ONNX Runtime's int8 against TensorFlow's float32 depends on the tile size
+    (the bundled model: about the same at 572 px, half as fast at 1116 px), so when the
+    run's tiles are larger than the held-out ones, one tile of the run's size (the first
+    held-out tile, mirrored out to that size) is timed in both after a warm-up call.
+    """
     reference, seconds32 = _timed(float32, held_out)
     outputs, seconds8 = _timed(int8, held_out)
     agreement, border = _labels_agree(outputs, reference, float32.metadata.class_names)
+    if tuple(tile_in) != held_out.shape[1:3]:
+        extra = [(0, max(0, t - n)) for t, n in zip(tile_in, held_out.shape[1:3])]
+        tile = np.pad(held_out[0], [*extra, (0, 0)], mode="symmetric")[: tile_in[0], : tile_in[1]]
+        seconds32 = _timed(float32, tile[None])[1]
+        seconds8 = _timed(int8, tile[None])[1]
     speedup = seconds32 / max(seconds8, 1e-9)
     return Int8Gate(agreement, border, len(held_out), speedup, CALIBRATION_METHOD, key)
 
@@ -362,12 +379,15 @@ def int8_model(unet: Any, sources: Sequence[tuple[Any, Any]], plan: TilePlan) ->
         float32 = unet.variant(tta=()) if unet.precision == "float32" else None
     if float32 is None:
         float32 = UNetModel(unet.keras_model, unet.metadata, unet.source)
+    tile_in = plan.tile_in  # the run's tiles, at which int8's speed is measured
     plan = _calibration_plan(float32, plan)
     tiles = sample_tiles(sources, plan, CALIBRATION_TILES + HELD_OUT_TILES)
     held = np.arange(len(tiles)) % 3 == 2  # every third tile judges, the others calibrate
     key = _key(float32, tiles[~held], plan.tile_in)
     folder = cache_dir("int8")
-    model_path, gate_path = folder / f"{key}.onnx", folder / f"{key}.json"
+    model_path = folder / f"{key}.onnx"
+    # The gate's speed-up is that of the run's tile size: one result per tile size.
+    gate_path = folder / f"{key}-{tile_in[0]}x{tile_in[1]}.json"
     cached = model_path.exists()
     if not cached:
         _quantize(float32, tiles[~held], model_path, plan.tile_in)
@@ -375,7 +395,7 @@ def int8_model(unet: Any, sources: Sequence[tuple[Any, Any]], plan: TilePlan) ->
     int8._call = _session_call(model_path, key)
     gate = _read_gate(gate_path, key) if cached else None
     if gate is None:
-        gate = _measure(float32, int8, tiles[held], key)
+        gate = _measure(float32, int8, tiles[held], key, tile_in)
         _write_gate(gate_path, gate)
     if gate.passed and gate.faster:
         warnings.warn(f"int8: {gate.describe()}", PrecisionNote, stacklevel=3)
