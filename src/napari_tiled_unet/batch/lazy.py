@@ -31,8 +31,8 @@ import numpy as np
 
 from napari_tiled_unet.batch.modelref import ModelRef, get_model
 from napari_tiled_unet.batch.zarrio import as_array
-from napari_tiled_unet.core.normalize import count_nonfinite, warn_nonfinite
 from napari_tiled_unet.core.memory import predict_tiles
+from napari_tiled_unet.core.normalize import count_nonfinite, warn_nonfinite
 from napari_tiled_unet.core.options import SegmentOptions
 from napari_tiled_unet.core.predict import SegmentationResult, normalized_plane
 from napari_tiled_unet.core.prepare import prepare, spread_out

@@ -63,7 +63,7 @@ MIN_AGREEMENT = 0.995
 #: its IoU while it still separates the same objects; 0.90 lets such shifts pass and stops
 #: borders that break up or vanish.
 MIN_BORDER_IOU = 0.90
-#: int8 must be at least this much faster than float32 on the held-out tiles to be used.
+#: int8 must run a tile of the run's size at least this much faster than float32 to be used.
 MIN_SPEEDUP = 1.0
 #: Tiles that calibrate the activation ranges, and tiles that judge the result.
 CALIBRATION_TILES, HELD_OUT_TILES = 8, 4
@@ -93,7 +93,8 @@ class Int8Gate:
     held_out : int
         Held-out tiles compared.
     speedup : float
-        float32 time over int8 time on those tiles.
+        float32 time over int8 time, on a tile of the run's size (on the held-out tiles when
+        the run's tiles are not larger).
     method : str
         Calibration method.
     key : str
@@ -122,7 +123,7 @@ class Int8Gate:
 
     @property
     def faster(self) -> bool:
-        """Whether int8 ran the held-out tiles at least :data:`MIN_SPEEDUP` x as fast."""
+        """Whether int8 ran a tile of the run's size at least :data:`MIN_SPEEDUP` x as fast."""
         return self.speedup >= MIN_SPEEDUP
 
     def describe(self) -> str:
