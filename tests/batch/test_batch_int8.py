@@ -14,7 +14,7 @@ from napari_tiled_unet.batch.run import run_batch
 from napari_tiled_unet.cli.main import main
 from napari_tiled_unet.core import int8 as int8_module
 from napari_tiled_unet.core.cache import CACHE_ENV_VAR
-from tests.conftest import tiny_unet
+from tests.conftest import lenient_int8_gate, tiny_unet
 
 pytest.importorskip("onnxruntime", reason="int8 needs the onnx extra (onnxruntime)")
 # Looked up, not imported: tf2onnx imports TensorFlow, which must come through get_keras.
@@ -26,9 +26,7 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture
 def setup(tmp_path, monkeypatch):
     monkeypatch.setenv(CACHE_ENV_VAR, str(tmp_path / "cache"))
-    monkeypatch.setattr(int8_module, "MIN_AGREEMENT", 0.0)  # tiny random U-Nets: any passes
-    monkeypatch.setattr(int8_module, "MIN_BORDER_IOU", 0.0)
-    monkeypatch.setattr(int8_module, "MIN_SPEEDUP", 0.0)
+    lenient_int8_gate(monkeypatch)
     calls = []
     original = int8_module._quantize
     monkeypatch.setattr(int8_module, "_quantize", lambda *a: calls.append(1) or original(*a))

@@ -13,7 +13,7 @@ from napari_tiled_unet.batch import lazy
 from napari_tiled_unet.batch.lazy import segment_lazy
 from napari_tiled_unet.core import int8 as int8_module
 from napari_tiled_unet.core.cache import CACHE_ENV_VAR
-from tests.conftest import tiny_unet
+from tests.conftest import lenient_int8_gate, tiny_unet
 
 pytest.importorskip("onnxruntime", reason="int8 needs the onnx extra (onnxruntime)")
 # Looked up, not imported: tf2onnx imports TensorFlow, which must come through get_keras.
@@ -26,9 +26,7 @@ pytestmark = pytest.mark.skipif(
 def calls(tmp_path, monkeypatch):
     """A fresh cache, a gate any tiny U-Net passes, and the calibration sources of each run."""
     monkeypatch.setenv(CACHE_ENV_VAR, str(tmp_path / "cache"))
-    monkeypatch.setattr(int8_module, "MIN_AGREEMENT", 0.0)
-    monkeypatch.setattr(int8_module, "MIN_BORDER_IOU", 0.0)
-    monkeypatch.setattr(int8_module, "MIN_SPEEDUP", 0.0)
+    lenient_int8_gate(monkeypatch)
     seen = {"sources": [], "quantize": 0}
     model, quantize = int8_module.int8_model, int8_module._quantize
 

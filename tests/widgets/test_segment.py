@@ -20,7 +20,7 @@ from napari_tiled_unet.batch import settings as _settings
 from napari_tiled_unet.core import outputs
 from napari_tiled_unet.core.model.builder import build_unet
 from napari_tiled_unet.core.model.files import UNetModel, load_model
-from tests.conftest import tiny_unet
+from tests.conftest import lenient_int8_gate, tiny_unet
 
 pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("user_folders")]
 
@@ -672,12 +672,10 @@ def test_int8_is_a_precision_choice_and_the_status_says_how_it_went(
     make_napari_viewer, qtbot, model_files, monkeypatch, tmp_path
 ):
     pytest.importorskip("onnxruntime", reason="int8 needs the onnx extra (onnxruntime)")
-    from napari_tiled_unet.core import int8 as int8_module
     from napari_tiled_unet.core.cache import CACHE_ENV_VAR
 
     monkeypatch.setenv(CACHE_ENV_VAR, str(tmp_path / "cache"))
-    monkeypatch.setattr(int8_module, "MIN_AGREEMENT", 0.0)  # a random U-Net passes
-    monkeypatch.setattr(int8_module, "MIN_SPEEDUP", 0.0)  # ... and a small one runs slower
+    lenient_int8_gate(monkeypatch)
     viewer = make_napari_viewer()
     viewer.add_image(np.random.default_rng(3).random((120, 100)).astype(np.float32), name="i")
     widget = open_widget(viewer, model_files["random"])
