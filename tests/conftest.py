@@ -44,6 +44,22 @@ def tiny_unet(
     return wrap_keras_model(keras_model)
 
 
+def cli_help(command: str, heavy: tuple[str, ...] = ("tensorflow", "keras", "numpy")):
+    """``napari-tiled-unet COMMAND --help`` in a fresh interpreter: (its output, the
+    modules of ``heavy`` that it imported)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from napari_tiled_unet.cli.main import main\n"
+        f"try:\n    main([{command!r}, '--help'])\nexcept SystemExit:\n    pass\n"
+        f"print('HEAVY', [m for m in {heavy!r} if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    text, _, found = out.stdout.rpartition("HEAVY ")
+    return text, found.strip()
+
+
 def lenient_int8_gate(monkeypatch) -> None:
     """Make the int8 gate pass any model: tiny random U-Nets may not meet the real agreement
     bar, and ONNX Runtime runs them slower than TensorFlow's float32."""

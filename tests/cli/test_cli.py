@@ -10,7 +10,7 @@ from napari_tiled_unet import load_model, save_model, segment
 from napari_tiled_unet.batch.files import RUN_RECORD
 from napari_tiled_unet.batch.results import read_probabilities
 from napari_tiled_unet.cli.main import main
-from tests.conftest import tiny_unet
+from tests.conftest import cli_help, tiny_unet
 
 
 @pytest.fixture
@@ -19,30 +19,18 @@ def model_file(tmp_path):
 
 
 def test_help_is_fast_and_imports_nothing_heavy():
-    code = (
-        "import sys, time; t = time.perf_counter(); from napari_tiled_unet.cli.main import main\n"
-        "try:\n    main(['segment', '--help'])\nexcept SystemExit:\n    pass\n"
-        "print('SECONDS', time.perf_counter() - t)\n"
-        "print('HEAVY', [m for m in ('tensorflow', 'keras', 'numpy') if m in sys.modules])"
-    )
     start = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    text, heavy = cli_help("segment")
     wall = time.perf_counter() - start
-    assert "--probabilities" in out.stdout and "example:" in out.stdout
-    assert "HEAVY []" in out.stdout
+    assert "--probabilities" in text and "example:" in text
+    assert heavy == "[]"
     assert wall < 5  # generous for a loaded CI machine; measured ~0.1 s
 
 
 def test_export_help_imports_nothing_heavy():
-    code = (
-        "import sys; from napari_tiled_unet.cli.main import main\n"
-        "try:\n    main(['export', '--help'])\nexcept SystemExit:\n    pass\n"
-        "print('HEAVY', [m for m in ('tensorflow', 'keras', 'numpy', 'bioimageio') "
-        "if m in sys.modules])"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert "--author NAME" in out.stdout and "napari-tiled-unet export" in out.stdout
-    assert "HEAVY []" in out.stdout
+    text, heavy = cli_help("export", ("tensorflow", "keras", "numpy", "bioimageio"))
+    assert "--author NAME" in text and "napari-tiled-unet export" in text
+    assert heavy == "[]"
 
 
 def test_segment_writes_labels_and_probabilities(tmp_path, model_file):

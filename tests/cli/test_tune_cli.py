@@ -1,26 +1,18 @@
 """The ``tune`` subcommand: times a model's tiles, caches them, and shows the new choice."""
 
-import subprocess
-import sys
-
 import pytest
 
 from napari_tiled_unet import save_model
 from napari_tiled_unet.cli.main import main
 from napari_tiled_unet.core.cache import CACHE_ENV_VAR, cache_dir
 from napari_tiled_unet.core.timings import cached_timings
-from tests.conftest import tiny_unet
+from tests.conftest import cli_help, tiny_unet
 
 
 def test_tune_help_imports_nothing_heavy():
-    code = (
-        "import sys; from napari_tiled_unet.cli.main import main\n"
-        "try:\n    main(['tune', '--help'])\nexcept SystemExit:\n    pass\n"
-        "print('HEAVY', [m for m in ('tensorflow', 'keras', 'numpy') if m in sys.modules])"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert "--precision" in out.stdout and "example:" in out.stdout
-    assert "HEAVY []" in out.stdout
+    text, heavy = cli_help("tune")
+    assert "--precision" in text and "example:" in text
+    assert heavy == "[]"
 
 
 def test_tune_prints_the_timings_and_caches_them(tmp_path, monkeypatch, capsys):

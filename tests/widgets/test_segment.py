@@ -456,6 +456,18 @@ def test_models_folder_is_listed_and_layers_update_choices(make_napari_viewer, m
     assert widget.image.choices == () and widget.axes.value == ""
 
 
+def _in_fresh_napari(script: str, model, tmp_path) -> subprocess.CompletedProcess:
+    """Run ``script`` (argument: the model file) in a new Python with its own user folders."""
+    env = dict(os.environ, XDG_CONFIG_HOME=str(tmp_path), NAPARI_TILED_UNET_MODELS=str(tmp_path))
+    return subprocess.run(
+        [sys.executable, "-c", script, str(model)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+
+
 FRESH_NAPARI_RUN = """
 import sys, time
 import napari
@@ -479,14 +491,7 @@ viewer.close()
 
 @pytest.mark.skipif(not os.environ.get("DISPLAY"), reason="needs an X display (Xvfb)")
 def test_first_run_in_a_fresh_napari_imports_tensorflow_safely(model_files, tmp_path):
-    env = dict(os.environ, XDG_CONFIG_HOME=str(tmp_path), NAPARI_TILED_UNET_MODELS=str(tmp_path))
-    done = subprocess.run(
-        [sys.executable, "-c", FRESH_NAPARI_RUN, str(model_files["random"])],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+    done = _in_fresh_napari(FRESH_NAPARI_RUN, model_files["random"], tmp_path)
     # Without _keras._isolated_dlopen this segfaults (-11) under Mesa.
     assert done.returncode == 0, done.stderr[-3000:]
     assert "(512, 512)" in done.stdout and "Done: model loaded in" in done.stdout
@@ -527,14 +532,7 @@ viewer.close()
 
 @pytest.mark.skipif(not os.environ.get("DISPLAY"), reason="needs an X display (Xvfb)")
 def test_a_first_run_imports_nothing_heavy_on_the_main_thread(model_files, tmp_path):
-    env = dict(os.environ, XDG_CONFIG_HOME=str(tmp_path), NAPARI_TILED_UNET_MODELS=str(tmp_path))
-    done = subprocess.run(
-        [sys.executable, "-c", FRESH_NAPARI_IMPORTS, str(model_files["random"])],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+    done = _in_fresh_napari(FRESH_NAPARI_IMPORTS, model_files["random"], tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Done: model loaded in" in done.stdout, done.stdout
     # TensorFlow loads in the worker, and what napari imports for the first labels layer
@@ -573,16 +571,9 @@ viewer.close()
 
 @pytest.mark.skipif(not os.environ.get("DISPLAY"), reason="needs an X display (Xvfb)")
 def test_repeated_runs_and_cancels_in_a_fresh_napari_do_not_crash(model_files, tmp_path):
-    env = dict(os.environ, XDG_CONFIG_HOME=str(tmp_path), NAPARI_TILED_UNET_MODELS=str(tmp_path))
     model = tmp_path / "model.keras"
     model.write_bytes(model_files["random"].read_bytes())
-    done = subprocess.run(
-        [sys.executable, "-c", FRESH_NAPARI_REPEATS, str(model)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+    done = _in_fresh_napari(FRESH_NAPARI_REPEATS, model, tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     lines = [line[8:] for line in done.stdout.splitlines() if line.startswith("status: ")]
     assert lines == ["Done", "Cancelled; the viewer is as it was before Run."] * 4, done.stdout
