@@ -510,6 +510,8 @@ widget.model_file.value = sys.argv[1]
 for thread in threading.enumerate():  # what the dock imports ahead, in a thread
     if thread.name == "napari-tiled-unet imports":
         thread.join()
+from vispy.visuals.line import dash_atlas
+print("dash patterns before the first labels layer:", dash_atlas._make_pattern.cache_info().currsize)
 
 class MainThreadImports:
     found = []
@@ -538,6 +540,9 @@ def test_a_first_run_imports_nothing_heavy_on_the_main_thread(model_files, tmp_p
     # TensorFlow loads in the worker, and what napari imports for the first labels layer
     # (pandas, scikit-image's colours) was imported in a thread when the dock opened.
     assert "main-thread imports: []" in done.stdout, done.stdout
+    # vispy's dash patterns for the layer's polygon overlay were built in that thread too
+    assert "dash patterns before the first labels layer: 0" not in done.stdout, done.stdout
+    assert "dash patterns before the first labels layer:" in done.stdout, done.stdout
 
 
 FRESH_NAPARI_REPEATS = """

@@ -156,10 +156,12 @@ def import_in_background(modules: tuple[str, ...] = MAIN_THREAD_IMPORTS) -> thre
     so the viewer stays responsive; later imports of these modules on the main thread then
     cost nothing.  A module that fails to import is left to fail where it is needed.
 
-    The first time, the thread then moves every object alive out of the garbage
-    collector's sight (:func:`gc.freeze`): napari's, Qt's and these modules' objects live
-    as long as the session, and a full collection that traverses them holds the GIL for
-    about 0.2 s; the first run's new layer triggered one on the main thread.
+    The first time, the thread also builds what napari and vispy build once per session
+    for the first labels layer (:func:`_first_labels_layer_tables`), then moves every
+    object alive out of the garbage collector's sight (:func:`gc.freeze`): napari's, Qt's
+    and these modules' objects live as long as the session, and a full collection that
+    traverses them holds the GIL for about 0.2 s; the first run's new layer triggered one
+    on the main thread.
     """
     import importlib
     import sys
@@ -173,11 +175,32 @@ def import_in_background(modules: tuple[str, ...] = MAIN_THREAD_IMPORTS) -> thre
                     pass
         if not _frozen.is_set():
             _frozen.set()
+            _first_labels_layer_tables()
             gc.freeze()
 
     thread = threading.Thread(target=run, name="napari-tiled-unet imports", daemon=True)
     thread.start()
     return thread
+
+
+def _first_labels_layer_tables() -> None:
+    """Build, off the main thread, the tables napari makes for its first labels layer.
+
+    A labels layer model's colormaps, and vispy's dash patterns for the layer's polygon
+    overlay, take about 0.1 s together the first time and are cached after that.  The
+    layer made here is thrown away and never shown; no Qt object is touched.  Failures are
+    left to the real layer.
+    """
+    try:
+        import numpy as np
+        from napari.layers import Labels
+
+        Labels(np.zeros((1, 1), np.uint8))
+        from vispy.visuals.line.dash_atlas import DashAtlas
+
+        DashAtlas()
+    except Exception:  # another napari or vispy: nothing is prepared, nothing breaks
+        pass
 
 
 @dataclass(frozen=True)
