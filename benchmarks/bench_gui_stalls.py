@@ -225,6 +225,7 @@ def main(argv: list[str] | None = None) -> None:
         if tracer is not None:
             print(name)
             tracer.report(ticks.times)
+
     # napari's own floor: the same stall for any new labels layer of this size, no plugin
     def add_labels() -> None:
         viewer.add_labels(np.zeros(stack.shape, np.uint16), name="reference")

@@ -511,7 +511,8 @@ for thread in threading.enumerate():  # what the dock imports ahead, in a thread
     if thread.name == "napari-tiled-unet imports":
         thread.join()
 from vispy.visuals.line import dash_atlas
-print("dash patterns before the first labels layer:", dash_atlas._make_pattern.cache_info().currsize)
+patterns = dash_atlas._make_pattern.cache_info().currsize
+print("dash patterns before the first labels layer:", patterns)
 
 class MainThreadImports:
     found = []
