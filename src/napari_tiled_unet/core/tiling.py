@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from napari_tiled_unet.core.model.geometry import NetworkSpec
+from napari_tiled_unet.core.model.matmul_conv import MIN_CHANNELS
 
 __all__ = [
     "DEFAULT_MEMORY_BUDGET",
@@ -85,15 +86,23 @@ def activation_bytes(
     chans, live_skips, peak = spec.input_channels, 0, 0
     shrink = 0 if spec.padded_halo is not None else 2  # px a 3x3 convolution takes away
 
-    def step(pixels_in: int, c_in: int, pixels_out: int, c_out: int) -> None:
+    def step(pixels_in: int, c_in: int, pixels_out: int, c_out: int, extra: int = 0) -> None:
         nonlocal peak
-        peak = max(peak, live_skips + pixels_in * c_in + pixels_out * c_out)
+        peak = max(peak, live_skips + pixels_in * c_in + pixels_out * c_out + extra)
+
+    def conv(pixels_in: int, c_in: int, pixels_out: int, c_out: int) -> None:
+        extra = 0
+        if runtime == "tensorflow" and min(c_in, c_out) >= MIN_CHANNELS:
+            # a wide convolution as matrix products (core.model.matmul_conv): one band of
+            # column-shifted inputs and one partial product alive besides the sum
+            extra = pixels_out * (3 * c_in + c_out)
+        step(pixels_in, c_in, pixels_out, c_out, extra)
 
     sizes = []
     for level in range(spec.depth + 1):
         f = spec.base_filters * 2**level
-        step(h * w, chans, (h - shrink) * (w - shrink), f)
-        step((h - shrink) * (w - shrink), f, (h - 2 * shrink) * (w - 2 * shrink), f)
+        conv(h * w, chans, (h - shrink) * (w - shrink), f)
+        conv((h - shrink) * (w - shrink), f, (h - 2 * shrink) * (w - 2 * shrink), f)
         h, w, chans = h - 2 * shrink, w - 2 * shrink, f
         if level < spec.depth:
             sizes.append((h, w, f))
@@ -105,8 +114,8 @@ def activation_bytes(
         h, w = 2 * h, 2 * w
         live_skips -= sh * sw * f
         step(h * w, f + f, h * w, 2 * f)  # crop + concat
-        step(h * w, 2 * f, (h - shrink) * (w - shrink), f)
-        step((h - shrink) * (w - shrink), f, (h - 2 * shrink) * (w - 2 * shrink), f)
+        conv(h * w, 2 * f, (h - shrink) * (w - shrink), f)
+        conv((h - shrink) * (w - shrink), f, (h - 2 * shrink) * (w - 2 * shrink), f)
         h, w, chans = h - 2 * shrink, w - 2 * shrink, f
     return int(4 * batch * peak * RUNTIME_FACTORS[runtime])
 

@@ -229,7 +229,7 @@ class UNetModel:
                     "an int8 model is quantised on the images it segments; run it through "
                     "segment or a batch run, or use precision float32"
                 )
-            self._call = _compiled_call(self.keras_model)
+            self._call = _compiled_call(self.keras_model, cpu_float32=self.precision == "float32")
         out = np.asarray(self._call(np.ascontiguousarray(batch, dtype=np.float32)))
         crop = self.metadata.padded_halo
         if crop:  # a padded network: drop the border its padding disturbs
@@ -239,16 +239,25 @@ class UNetModel:
         return out.astype(np.float32, copy=False)
 
 
-def _compiled_call(keras_model: Any) -> Any:
-    """Return a graph-compiled inference call that accepts any batch and tile size."""
+def _compiled_call(keras_model: Any, *, cpu_float32: bool = False) -> Any:
+    """Return a graph-compiled inference call that accepts any batch and tile size.
+
+    With ``cpu_float32`` on a machine without a GPU, the network's widest convolutions run
+    as matrix products (:mod:`~napari_tiled_unet.core.model.matmul_conv`).
+    """
     from napari_tiled_unet.core._keras import get_tf
 
     tf = get_tf()
     channels = keras_model.inputs[0].shape[-1]
     spec = tf.TensorSpec((None, None, None, channels), tf.float32)
+    network = keras_model
+    if cpu_float32 and not tf.config.list_physical_devices("GPU"):
+        from napari_tiled_unet.core.model.matmul_conv import with_matmul_convolutions
+
+        network = with_matmul_convolutions(keras_model)
 
     @tf.function(input_signature=[spec], reduce_retracing=True)
     def call(x: Any) -> Any:
-        return keras_model(x, training=False)
+        return network(x, training=False)
 
     return call
