@@ -92,6 +92,11 @@ def test_plan_rescale_rules_and_errors() -> None:
         plan_rescale("big", 20.0, never)
     with pytest.warns(UserWarning, match="too far"):
         assert plan_rescale(1000, 20.0, never).factor == 0.05
+    # small objects are enlarged to 0.9 of the model's size, never shrunk for it
+    assert plan_rescale(10, 20.0, never).factor == pytest.approx(1.8)
+    assert plan_rescale(19, 20.0, never).factor == 1.0
+    with pytest.warns(UserWarning, match="too far"):
+        assert plan_rescale(2, 20.0, never).factor == 4.0
 
 
 def test_segment_resamples_to_the_model_scale_exactly_and_back() -> None:
