@@ -23,6 +23,7 @@ is copied) and is never saved or trained.
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 from napari_tiled_unet.core._keras import get_keras
@@ -49,7 +50,9 @@ def _eligible(layer: Any) -> bool:
     )
 
 
+@cache
 def _matmul_layer_type() -> type:
+    """Return the layer class (made once: it needs Keras, which this module does not import)."""
     keras = get_keras()
     ops = keras.ops
 
