@@ -6,7 +6,7 @@ cores, a 3x3 convolution with 512 or 1024 channels in and out ran at 130-190 GFL
 while the same arithmetic written as three matrix products (one per kernel row, over
 the three column shifts of the input side by side) ran at 220-280 GFLOP/s, next to a
 matrix product rate of about 300.  With 256 channels or fewer the convolution kernel was
-the faster (220-250 against 130-200), so only layers with at least
+the faster (220-270 against 130-200), so only layers with at least
 :data:`MIN_CHANNELS` channels in and out are rewritten.
 
 The rewrite is exact for tiling on its own terms: a matrix product's row of results does
