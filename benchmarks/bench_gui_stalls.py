@@ -148,10 +148,7 @@ class Ticks:
         seconds = time.perf_counter() - start
         # the last thing done on the main thread, and the paints after it, end a gap that
         # only the next ticks close
-        end = time.perf_counter() + 0.3
-        while time.perf_counter() < end:
-            app.processEvents()
-            time.sleep(0.002)
+        settle(0.3)
         self._timer.stop()
         gaps = [b - a for a, b in zip(self.times, self.times[1:])]
         return seconds, max(gaps, default=0.0), sum(g > 0.1 for g in gaps)
