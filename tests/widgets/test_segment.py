@@ -206,6 +206,62 @@ def test_a_reused_layer_gets_only_the_spatial_metadata_that_changed(make_napari_
     assert tuple(layer.translate) == (0, 0) and layer.data.sum() == 0
 
 
+def _tool_overlays(layer):
+    """napari's polygon and brush-stroke overlays of a labels layer (napari's own attribute)."""
+    return [layer._overlays[key] for key in ("polygon", "brush_stroke")]
+
+
+def test_a_new_layer_enters_the_viewer_in_steps(make_napari_viewer):
+    from napari_tiled_unet._widgets._layers import next_step, show_labels
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((8, 8)), name="img")
+    snapshot = show_labels(viewer, "x", np.ones((8, 8), np.uint16), {}, insert=False)
+    layer = snapshot.layer
+    snapshot.insert(viewer)
+    # In the viewer, but hidden, not selected, and without its drawing overlays' visuals
+    assert layer in viewer.layers and not layer.visible
+    assert viewer.layers.selection.active is viewer.layers["img"]
+    assert not any(overlay.visible for overlay in _tool_overlays(layer))
+    states = []
+    while next_step(snapshot.pending):  # each step is a turn of the event loop of its own
+        states.append((viewer.layers.selection.active is layer, layer.visible))
+    assert len(states) == 3  # select, show, polygon overlay; the brush overlay last
+    assert states[0] == (True, False) and states[1] == (True, True)
+    assert layer.visible and viewer.layers.selection.active is layer
+    assert all(overlay.visible for overlay in _tool_overlays(layer))
+    # napari built their visuals once shown: the polygon tool draws
+    visuals = viewer.window._qt_viewer.canvas._layer_overlay_to_visual[layer]
+    assert set(_tool_overlays(layer)) <= set(visuals)
+    layer.mode = "polygon"
+    assert layer._overlays["polygon"].enabled
+
+
+def test_a_run_shows_its_new_layer_whole_and_selected(make_napari_viewer, qtbot, model_files):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.ones((64, 64), np.float32), name="flat")
+    widget = open_widget(viewer, model_files["foreground"])
+    run_and_wait(qtbot, widget)
+    layer = viewer.layers["flat [unet labels]"]
+    assert layer.visible and viewer.layers.selection.active is layer
+    assert all(overlay.visible for overlay in _tool_overlays(layer))
+    assert layer.data.sum() == 64 * 64
+
+
+def test_a_layer_cancelled_between_its_steps_is_gone(make_napari_viewer, qtbot, model_files):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.ones((64, 64), np.float32), name="flat")
+    widget = open_widget(viewer, model_files["foreground"])
+    inserted = []
+    viewer.layers.events.inserted.connect(lambda event: inserted.append(event.value))
+    widget.run()
+    qtbot.waitUntil(lambda: bool(inserted), timeout=10_000)
+    widget.cancel()  # before the layer is shown or selected
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=30_000)
+    assert [layer.name for layer in viewer.layers] == ["flat"]
+    assert viewer.layers.selection.active is viewer.layers["flat"]
+
+
 def test_cancel_stops_early_and_leaves_the_viewer_as_before(
     make_napari_viewer, qtbot, model_files, monkeypatch
 ):

@@ -6,7 +6,9 @@ decisions (which axes carry over) come from :mod:`napari_tiled_unet.core.outputs
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -22,6 +24,7 @@ __all__ = [
     "labels_name",
     "notify_error",
     "place_below",
+    "next_step",
     "probability_name",
     "show_labels",
     "show_probabilities",
@@ -34,6 +37,9 @@ ROLE = "napari_tiled_unet"
 #: Roles of the image layers this plugin makes: results, not images to segment or train on.
 OUTPUT_IMAGE_ROLES = ("probabilities", "weight map")
 _SPATIAL = ("scale", "translate", "units", "axis_labels", "rotate", "shear", "affine")
+#: The drawing tools' overlays of a labels layer (napari >= 0.5), built late (see
+#: :func:`hold_overlays`).
+_TOOL_OVERLAYS = ("polygon", "brush_stroke")
 
 
 def labels_name(image_name: str) -> str:
@@ -84,6 +90,9 @@ class LayerSnapshot:
     #: Whether the new data were written into the layer's own array (``state["data"]`` is
     #: then a copy of the old values, written back on restore).
     in_place: bool = False
+    #: What is left of putting a new layer into the viewer: steps, each for a turn of
+    #: the event loop of its own (see :meth:`insert` and :func:`next_step`).
+    pending: list[Callable[[], None]] = field(default_factory=list)
 
     def restore(self, viewer: Any) -> None:
         """Remove the layer the run created, or give the reused layer its old state."""
@@ -103,16 +112,54 @@ class LayerSnapshot:
     def insert(self, viewer: Any) -> None:
         """Put a new layer into the viewer, where the layer it replaces was (if any).
 
-        Does nothing for a reused layer, or a layer in the viewer already.
+        napari builds a new layer's visuals, controls and first picture on the main thread
+        when the layer enters the viewer, a tenth of a second or more in one go.  Here the
+        layer enters hidden and without its drawing overlays (:func:`hold_overlays`); what
+        napari then still has to do waits in :attr:`pending`, steps of a few hundredths of
+        a second for :func:`next_step` to take one turn of the event loop each.  Does
+        nothing for a reused layer, or a layer in the viewer already.
         """
         if self.state or self.layer in viewer.layers:
             return
+        layer = self.layer
+        overlays = hold_overlays(layer)
+        if layer.visible:
+            layer.visible = False
+            self.pending.append(lambda: setattr(layer, "visible", True))
+        self.pending += [partial(setattr, overlay, "visible", True) for overlay in overlays]
         if self.replaced is not None and self.replaced in viewer.layers:
             self.index = viewer.layers.index(self.replaced)
             viewer.layers.remove(self.replaced)
-        viewer.layers.append(self.layer)
+        if _append_unselected(viewer.layers, layer):
+            self.pending.insert(0, partial(_select, viewer, layer))
         if self.index >= 0:
             viewer.layers.move(viewer.layers.index(self.layer), self.index)
+
+
+def _append_unselected(layers: Any, layer: Any) -> bool:
+    """Append ``layer`` to ``layers`` without making it the selected layer (if napari can).
+
+    napari selects a new layer as it inserts it, and showing a new layer's controls is a
+    fifth of the insertion's time on the main thread.  Returns whether the layer was left
+    unselected, for :func:`_select` to select it a turn later.
+    """
+    plain = getattr(layers, "__wrapped__", layers)  # napari hands plugins a proxy
+    activate = getattr(plain, "_activate_on_insert", None)  # napari's own switch
+    if not isinstance(activate, bool):
+        layers.append(layer)
+        return False
+    plain._activate_on_insert = False
+    try:
+        plain.append(layer)
+    finally:
+        plain._activate_on_insert = activate
+    return activate
+
+
+def _select(viewer: Any, layer: Any) -> None:
+    """Make ``layer`` the selected layer, as napari does with a new layer (if still there)."""
+    if layer in viewer.layers:
+        viewer.layers.selection.active = layer
 
 
 def show_labels(
@@ -150,6 +197,33 @@ def show_labels(
     if insert:
         snapshot.insert(viewer)
     return snapshot
+
+
+def hold_overlays(layer: Any) -> list[Any]:
+    """Hide the drawing overlays of a labels layer that is not in a viewer yet.
+
+    napari builds the visuals of a new layer and of each of its visible overlays on the
+    main thread, in one go, when the layer enters the viewer (about a tenth of a second
+    for a labels layer); a hidden overlay is built when it is shown.  Holding the polygon
+    and brush-stroke overlays back takes a fifth to a third of that out of the insertion,
+    into turns of the event loop of their own.  They are not drawn before a drawing tool
+    is picked, so nothing on screen changes.  Returns the overlays hidden, for
+    :func:`release_overlay`; nothing is hidden on a napari without them.
+    """
+    overlays = getattr(layer, "_overlays", None)  # napari's own, on layers we made
+    if not isinstance(overlays, Mapping):
+        return []
+    held = [overlays[k] for k in _TOOL_OVERLAYS if getattr(overlays.get(k), "visible", False)]
+    for overlay in held:
+        overlay.visible = False
+    return held
+
+
+def next_step(pending: list[Callable[[], None]]) -> bool:
+    """Take the first of the ``pending`` steps (if any); return whether any remain."""
+    if pending:
+        pending.pop(0)()
+    return bool(pending)
 
 
 def _set_spatial(layer: Any, meta: dict[str, Any]) -> None:

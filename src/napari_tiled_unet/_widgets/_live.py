@@ -22,7 +22,7 @@ from napari.utils import progress
 from qtpy.QtCore import QTimer
 
 from napari_tiled_unet._widgets._dock import make_worker
-from napari_tiled_unet._widgets._layers import labels_name, show_labels
+from napari_tiled_unet._widgets._layers import labels_name, next_step, show_labels
 from napari_tiled_unet._widgets._workers import Job, ModelLoaded, in_python_thread, segment_steps
 from napari_tiled_unet.core import outputs
 from napari_tiled_unet.core.axes import parse_axes
@@ -89,10 +89,11 @@ class LiveRun:
     def start(self) -> None:
         """Show an empty labels layer, then start a progress bar and the worker.
 
-        Returns before the layer is in the viewer: a new labels layer, its first paint and
-        napari's first progress bar each keep the main thread busy for up to a tenth of a
-        second, so each gets a turn of the event loop of its own (the viewer reacts in
-        between).  The worker starts last: the layer is there before the first tile.
+        Returns before the layer is in the viewer: a new labels layer, its first paint, the
+        visuals of its drawing overlays and napari's first progress bar each keep the main
+        thread busy for up to a tenth of a second, so each gets a turn of the event loop of
+        its own (the viewer reacts in between).  The worker starts last: the layer is there
+        before the first tile.
         """
         layer, layout = self._info["layer"], self._info["layout"]
         shape = self._job.image.shape
@@ -120,7 +121,18 @@ class LiveRun:
     def _insert_layer(self) -> None:
         if not self._stop.is_set():  # cancelled already: the viewer stays as it is
             self.snapshot.insert(self._viewer)
-        QTimer.singleShot(_NEXT_TURN_MS, self._start_worker)
+        QTimer.singleShot(_NEXT_TURN_MS, self._finish_layer)
+
+    def _finish_layer(self) -> None:
+        """Take one more step of putting the new layer in the viewer, then the next turn.
+
+        A cancelled run takes no more steps: its layer is about to go, and the layer
+        selected before Run stays selected.
+        """
+        if self._stop.is_set():
+            self.snapshot.pending.clear()
+        more = next_step(self.snapshot.pending)
+        QTimer.singleShot(_NEXT_TURN_MS, self._finish_layer if more else self._start_worker)
 
     def _start_worker(self) -> None:
         """Open the progress bar and start the worker (which aborts at once if cancelled)."""
