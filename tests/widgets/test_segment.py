@@ -262,6 +262,22 @@ def test_a_layer_cancelled_between_its_steps_is_gone(make_napari_viewer, qtbot, 
     assert viewer.layers.selection.active is viewer.layers["flat"]
 
 
+def test_the_first_progress_bar_is_made_while_the_viewer_is_idle(make_napari_viewer, qtbot):
+    from napari.utils import progress
+
+    from napari_tiled_unet._widgets import _dock
+
+    _dock._progress_warmed = False
+    made = []
+    progress._all_instances.events.changed.connect(lambda event: made.extend(event.added))
+    viewer = make_napari_viewer()
+    open_widget(viewer)
+    viewer.window.add_plugin_dock_widget("napari-tiled-unet", "Batch")
+    qtbot.waitUntil(lambda: _dock._progress_warmed, timeout=5_000)
+    qtbot.wait(2 * _dock._WARM_DELAY_MS)  # the second dock makes none
+    assert len(made) == 1 and not progress._all_instances  # one, and closed again
+
+
 def test_cancel_stops_early_and_leaves_the_viewer_as_before(
     make_napari_viewer, qtbot, model_files, monkeypatch
 ):
