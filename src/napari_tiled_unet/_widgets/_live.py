@@ -32,9 +32,11 @@ __all__ = ["LiveRun", "RunCallbacks"]
 #: Tiles of up to this many pixels are drawn through napari's painting path, which redraws
 #: only the pixels that changed; larger ones are written at once and the view redrawn.
 _PAINT_LIMIT = 2**16
-#: Delay (ms) between the steps of a run's start.  Not 0: Qt runs a zero-delay callback in
-#: the same pass of the event loop, before the paints and timers due meanwhile.
-_NEXT_TURN_MS = 1
+#: Delay (ms) between the steps of a run's start: a frame at 60 Hz.  Qt runs due timers in
+#: the order they fall due, so a step due a millisecond after the last one ran before the
+#: viewer's own timers (animations, the activity indicator) that fell due meanwhile, and
+#: two steps could add up into one pause; 0 would run in the same pass of the event loop.
+_NEXT_TURN_MS = 16
 
 
 def _plural(n: int, word: str) -> str:
