@@ -218,7 +218,7 @@ def test_a_new_layer_enters_the_viewer_in_steps(make_napari_viewer):
     viewer.add_image(np.zeros((8, 8)), name="img")
     snapshot = show_labels(viewer, "x", np.ones((8, 8), np.uint16), {}, insert=False)
     layer = snapshot.layer
-    snapshot.insert(viewer)
+    snapshot.insert(viewer, in_steps=True)
     # In the viewer, but hidden, not selected, and without its drawing overlays' visuals
     assert layer in viewer.layers and not layer.visible
     assert viewer.layers.selection.active is viewer.layers["img"]
@@ -235,6 +235,17 @@ def test_a_new_layer_enters_the_viewer_in_steps(make_napari_viewer):
     assert set(_tool_overlays(layer)) <= set(visuals)
     layer.mode = "polygon"
     assert layer._overlays["polygon"].enabled
+
+
+def test_a_layer_shown_at_once_is_whole_and_selected(make_napari_viewer):
+    from napari_tiled_unet._widgets._layers import show_labels
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((8, 8)), name="img")
+    snapshot = show_labels(viewer, "x", np.ones((8, 8), np.uint16), {})  # e.g. Open result
+    layer = snapshot.layer
+    assert layer.visible and viewer.layers.selection.active is layer and not snapshot.pending
+    assert all(overlay.visible for overlay in _tool_overlays(layer))
 
 
 def test_a_run_shows_its_new_layer_whole_and_selected(make_napari_viewer, qtbot, model_files):

@@ -109,15 +109,16 @@ class LayerSnapshot:
             else:
                 setattr(self.layer, key, value)
 
-    def insert(self, viewer: Any) -> None:
+    def insert(self, viewer: Any, *, in_steps: bool = False) -> None:
         """Put a new layer into the viewer, where the layer it replaces was (if any).
 
         napari builds a new layer's visuals, controls and first picture on the main thread
-        when the layer enters the viewer, a tenth of a second or more in one go.  Here the
-        layer enters hidden and without its drawing overlays (:func:`hold_overlays`); what
-        napari then still has to do waits in :attr:`pending`, steps of a few hundredths of
-        a second for :func:`next_step` to take one turn of the event loop each.  Does
-        nothing for a reused layer, or a layer in the viewer already.
+        when the layer enters the viewer, a tenth of a second or more in one go.  With
+        ``in_steps``, the layer enters hidden, unselected and without its drawing overlays
+        (:func:`hold_overlays`); the rest waits in :attr:`pending`, steps of a few
+        hundredths of a second for :func:`next_step` to take one turn of the event loop
+        each.  Without, all of it happens now.  Does nothing for a reused layer, or a
+        layer in the viewer already.
         """
         if self.state or self.layer in viewer.layers:
             return
@@ -134,6 +135,8 @@ class LayerSnapshot:
             self.pending.insert(0, partial(_select, viewer, layer))
         if self.index >= 0:
             viewer.layers.move(viewer.layers.index(self.layer), self.index)
+        while not in_steps and next_step(self.pending):
+            pass
 
 
 def _append_unselected(layers: Any, layer: Any) -> bool:
@@ -207,8 +210,8 @@ def hold_overlays(layer: Any) -> list[Any]:
     for a labels layer); a hidden overlay is built when it is shown.  Holding the polygon
     and brush-stroke overlays back takes a fifth to a third of that out of the insertion,
     into turns of the event loop of their own.  They are not drawn before a drawing tool
-    is picked, so nothing on screen changes.  Returns the overlays hidden, for
-    :func:`release_overlay`; nothing is hidden on a napari without them.
+    is picked, so nothing on screen changes.  Returns the overlays hidden, to be shown
+    again; nothing is hidden on a napari without them.
     """
     overlays = getattr(layer, "_overlays", None)  # napari's own, on layers we made
     if not isinstance(overlays, Mapping):

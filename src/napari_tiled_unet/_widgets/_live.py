@@ -122,7 +122,7 @@ class LiveRun:
 
     def _insert_layer(self) -> None:
         if not self._stop.is_set():  # cancelled already: the viewer stays as it is
-            self.snapshot.insert(self._viewer)
+            self.snapshot.insert(self._viewer, in_steps=True)
         QTimer.singleShot(_NEXT_TURN_MS, self._finish_layer)
 
     def _finish_layer(self) -> None:
