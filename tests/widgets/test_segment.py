@@ -117,6 +117,19 @@ def test_labels_appear_at_start_and_fill_in_tile_by_tile(make_napari_viewer, qtb
     assert layer.data.sum() == 120 * 120  # the model calls every pixel foreground
 
 
+def test_min_contrast_is_shown_with_min_size(make_napari_viewer, model_files):
+    viewer = make_napari_viewer()  # its window is not on screen, as before a dock shows
+    viewer.add_image(np.zeros((32, 32), np.float32), name="img")
+    widget = open_widget(viewer, model_files["random"])
+    for output, expected in (
+        ("instance labels", True),
+        ("class labels", False),
+        ("auto", True),  # this form does not know the model's classes: instances possible
+    ):
+        widget.output.value = output
+        assert (shown(widget.min_size), shown(widget.min_contrast)) == (expected, expected)
+
+
 def test_rethreshold_and_instances_come_from_the_cache(make_napari_viewer, qtbot, model_files):
     viewer = make_napari_viewer()
     image = np.random.default_rng(1).random((64, 64)).astype(np.float32)

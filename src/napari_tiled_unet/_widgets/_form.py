@@ -181,6 +181,8 @@ class SegmentForm(DockForm):
     def update_visibility(self) -> None:
         """Show (or enable) the fields that matter for the current choices only."""
         self.low.visible = self.high.visible = self.normalize.value == "percentiles"
-        self.min_size.visible = self.output.value != "class labels"
-        self.min_contrast.visible = self.min_size.visible
+        # Not ``min_size.visible``: magicgui reads that off the screen, False before the
+        # dock is shown, which hid Min. contrast for good.
+        instances = self.output.value != "class labels"
+        self.min_size.visible = self.min_contrast.visible = instances
         self.tile_size.enabled = not self.tile_auto.value
