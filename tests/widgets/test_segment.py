@@ -224,11 +224,14 @@ def _tool_overlays(layer):
     return [layer._overlays[key] for key in ("polygon", "brush_stroke")]
 
 
-def test_a_new_layer_enters_the_viewer_in_steps(make_napari_viewer):
+@pytest.mark.parametrize("view", ["2D", "grid", "3D"])
+def test_a_new_layer_enters_the_viewer_in_steps(make_napari_viewer, view):
     from napari_tiled_unet._widgets._layers import next_step, show_labels
 
     viewer = make_napari_viewer()
     viewer.add_image(np.zeros((8, 8)), name="img")
+    viewer.grid.enabled = view == "grid"
+    viewer.dims.ndisplay = 3 if view == "3D" else 2
     snapshot = show_labels(viewer, "x", np.ones((8, 8), np.uint16), {}, insert=False)
     layer = snapshot.layer
     snapshot.insert(viewer, in_steps=True)
