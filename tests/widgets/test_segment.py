@@ -275,6 +275,28 @@ def test_a_run_shows_its_new_layer_whole_and_selected(make_napari_viewer, qtbot,
     assert layer.data.sum() == 64 * 64
 
 
+def test_the_window_paints_the_new_layer_a_turn_after_it_is_inserted(
+    make_napari_viewer, qtbot, model_files
+):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.ones((64, 64), np.float32), name="flat")
+    widget = open_widget(viewer, model_files["foreground"])
+    from qtpy.QtWidgets import QMainWindow
+
+    window = widget.native.window()
+    assert isinstance(window, QMainWindow) and window.updatesEnabled()
+    painting = []
+
+    def record(_):
+        painting.append(window.updatesEnabled())
+
+    viewer.layers.events.inserted.connect(record)
+    run_and_wait(qtbot, widget)
+    viewer.layers.events.inserted.disconnect(record)
+    assert painting == [False]  # held while napari inserted the layer
+    assert window.updatesEnabled() and viewer.layers["flat [unet labels]"].visible
+
+
 def test_a_layer_cancelled_between_its_steps_is_gone(make_napari_viewer, qtbot, model_files):
     viewer = make_napari_viewer()
     viewer.add_image(np.ones((64, 64), np.float32), name="flat")

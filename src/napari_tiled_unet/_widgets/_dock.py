@@ -30,6 +30,7 @@ __all__ = [
     "layer_data",
     "make_worker",
     "tabify_with_siblings",
+    "viewer_window",
     "warm_progress_bars",
 ]
 
@@ -93,6 +94,13 @@ def tabify_with_siblings(widget: Any) -> None:
             dock.show()
             dock.raise_()
             return
+
+
+def viewer_window(widget: Any) -> Any:
+    """Return the main window that holds the Qt ``widget``'s dock, docked or floating."""
+    dock = _dock_of(widget)
+    window = dock.parentWidget() if dock is not None else None
+    return window if isinstance(window, QMainWindow) else widget.window()
 
 
 def layer_data(layer: Any) -> Any:

@@ -27,7 +27,7 @@ from napari_tiled_unet._widgets._workers import Job, ModelLoaded, in_python_thre
 from napari_tiled_unet.core import outputs
 from napari_tiled_unet.core.axes import parse_axes
 
-__all__ = ["LiveRun", "RunCallbacks"]
+__all__ = ["LiveRun", "RunCallbacks", "hold_painting", "resume_painting"]
 
 #: Tiles of up to this many pixels are drawn through napari's painting path, which redraws
 #: only the pixels that changed; larger ones are written at once and the view redrawn.
@@ -65,7 +65,7 @@ class LiveRun:
         The model, the data and the options of :func:`napari_tiled_unet.iter_segment`.
     info : dict
         ``layer`` (the image layer), ``layout`` (its parsed axes), ``spatial`` (metadata
-        for the outputs).
+        for the outputs) and, optionally, ``window`` (the viewer's top-level Qt window).
     callbacks : RunCallbacks
         How the widget hears about the run.
     """
@@ -121,8 +121,23 @@ class LiveRun:
         QTimer.singleShot(_NEXT_TURN_MS, self._insert_layer)
 
     def _insert_layer(self) -> None:
-        if not self._stop.is_set():  # cancelled already: the viewer stays as it is
-            self.snapshot.insert(self._viewer, in_steps=True)
+        """Put the new layer in the viewer; the window repaints a turn later.
+
+        napari asks for a repaint of the whole window as it inserts a layer, and Qt paints
+        before it runs the timers due, so the insertion and the paint made one pause.
+        Holding the window's painting until the next turn lets the viewer's timers and
+        input come in between.
+        """
+        window = self._info.get("window")
+        held = hold_painting(window)
+        try:
+            if not self._stop.is_set():  # cancelled already: the viewer stays as it is
+                self.snapshot.insert(self._viewer, in_steps=True)
+        finally:
+            QTimer.singleShot(_NEXT_TURN_MS, partial(self._paint_again, window if held else None))
+
+    def _paint_again(self, window: Any) -> None:
+        resume_painting(window)
         QTimer.singleShot(_NEXT_TURN_MS, self._finish_layer)
 
     def _finish_layer(self) -> None:
@@ -251,6 +266,26 @@ class LiveRun:
         self.worker = None
         self._callbacks.ended()
         self._bar.close()
+
+
+def hold_painting(window: Any) -> bool:
+    """Stop Qt painting ``window`` (if it paints); return whether this call stopped it."""
+    try:
+        if window is None or not window.updatesEnabled():
+            return False
+        window.setUpdatesEnabled(False)
+    except RuntimeError:  # the window is gone
+        return False
+    return True
+
+
+def resume_painting(window: Any) -> None:
+    """Let Qt paint ``window`` again (all of it, at the next turn); None does nothing."""
+    try:
+        if window is not None:
+            window.setUpdatesEnabled(True)
+    except RuntimeError:  # the window is gone
+        pass
 
 
 def _int8_text(gate: Any) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from napari_tiled_unet._widgets._dock import DockWidget, layer_data
+from napari_tiled_unet._widgets._dock import DockWidget, layer_data, viewer_window
 from napari_tiled_unet._widgets._export import ModelExport
 from napari_tiled_unet._widgets._form import OUTPUT_KINDS, SegmentForm
 from napari_tiled_unet._widgets._layers import spatial_metadata
@@ -193,7 +193,12 @@ class SegmentWidget(DockWidget, SegmentForm):
             planes = outputs.planes_from(axes, layer_data(layer).shape, position)
         model = self._loaded_for(path) or path
         spatial = spatial_metadata(layer, axes)
-        info = {"layer": layer, "layout": preview.layout, "spatial": spatial}
+        info = {
+            "layer": layer,
+            "layout": preview.layout,
+            "spatial": spatial,
+            "window": viewer_window(self.native),
+        }
         data = layer_data(layer)
         job = Job(model, model_key(path), data, options, planes, plan, self.threshold.value)
         return job, info
