@@ -27,7 +27,7 @@ from napari_tiled_unet._widgets._workers import Job, ModelLoaded, in_python_thre
 from napari_tiled_unet.core import outputs
 from napari_tiled_unet.core.axes import parse_axes
 
-__all__ = ["LiveRun", "RunCallbacks", "hold_painting", "resume_painting"]
+__all__ = ["LiveRun", "RunCallbacks"]
 
 #: Tiles of up to this many pixels are drawn through napari's painting path, which redraws
 #: only the pixels that changed; larger ones are written at once and the view redrawn.
@@ -129,7 +129,7 @@ class LiveRun:
         input come in between.
         """
         window = self._info.get("window")
-        held = hold_painting(window)
+        held = _hold_painting(window)
         try:
             if not self._stop.is_set():  # cancelled already: the viewer stays as it is
                 self.snapshot.insert(self._viewer, in_steps=True)
@@ -137,7 +137,7 @@ class LiveRun:
             QTimer.singleShot(_NEXT_TURN_MS, partial(self._paint_again, window if held else None))
 
     def _paint_again(self, window: Any) -> None:
-        resume_painting(window)
+        _resume_painting(window)
         QTimer.singleShot(_NEXT_TURN_MS, self._finish_layer)
 
     def _finish_layer(self) -> None:
@@ -268,7 +268,7 @@ class LiveRun:
         self._bar.close()
 
 
-def hold_painting(window: Any) -> bool:
+def _hold_painting(window: Any) -> bool:
     """Stop Qt painting ``window`` (if it paints); return whether this call stopped it."""
     try:
         if window is None or not window.updatesEnabled():
@@ -279,7 +279,7 @@ def hold_painting(window: Any) -> bool:
     return True
 
 
-def resume_painting(window: Any) -> None:
+def _resume_painting(window: Any) -> None:
     """Let Qt paint ``window`` again (all of it, at the next turn); None does nothing."""
     try:
         if window is not None:
