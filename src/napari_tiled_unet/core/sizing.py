@@ -93,7 +93,9 @@ def _blob_radius(image: np.ndarray) -> float:
         while len(pyramid) <= level:
             pyramid.append(_bin(pyramid[-1], 2))
         s = sigma / 2**level
-        response = -(s**2) * ndi.gaussian_laplace(pyramid[level], s)
+        # The 5-point Laplacian of the smoothed level: two filter passes instead of the four
+        # of ``gaussian_laplace``, with the same peak scale (s >= 1 px on every level).
+        response = -(s**2) * ndi.laplace(ndi.gaussian_filter(pyramid[level], s))
         energy.append(float(np.mean(np.clip(response, 0, None) ** 2)))
     values = np.array(energy)
     best = int(np.argmax(values))
