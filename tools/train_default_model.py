@@ -28,13 +28,16 @@ images) and the model is written.
     python tools/train_default_model.py -o nuclei2d_candidate.keras
     python tools/train_default_model.py --depth 4 -o /tmp/d4b16.keras   # a candidate
 
-The bundled ``nuclei2d.keras`` was made in four fine-tuning runs from the project's first
+The bundled ``nuclei2d.keras`` was made in five fine-tuning runs from the project's first
 bundled model (``git show 60d2b74:src/napari_tiled_unet/data/models/nuclei2d.keras``),
-about 80 min on 2 CPU cores in all.  The first three ran with the appearance augmentation
+about 100 min on 2 CPU cores in all.  The first three ran with the appearance augmentation
 of ``git show 2166cc0:src/napari_tiled_unet/core/train/appearance.py`` (no gamma curves,
-blur up to 1.5 px) and made the previous bundled model (``git show 7bd1751:...``); the
-fourth, with gamma curves (x0.5-2) and blur up to 2.5 px, was chosen over it by
-``tools/select_default_model.py``:
+blur up to 1.5 px) and made an earlier bundled model (``git show 7bd1751:...``); the
+fourth, with gamma curves (x0.5-2) and blur up to 2.5 px, made the 16 px model
+(``git show 1a5a6da:...``); the fifth moved the model's scale to 14 px, so that small
+nuclei need no enlarging, and was chosen over the 16 px model, over a 13 px one made the
+same way and over two more 14 px stages (``--init`` the 14 px model, learning rate
+6.25e-5, seed 50) by ``tools/select_default_model.py``:
 
     python tools/train_default_model.py --init first.keras --object-size 20 --stages 3 \\
         --learning-rate 5e-4 --seed 0 --no-calibrate -o at20.keras
@@ -43,7 +46,9 @@ fourth, with gamma curves (x0.5-2) and blur up to 2.5 px, was chosen over it by
     python tools/train_default_model.py --init at16.keras --object-size 16 --stages 2 \\
         --learning-rate 1.25e-4 --seed 20 -o previous.keras
     python tools/train_default_model.py --init previous.keras --object-size 16 --stages 2 \\
-        --learning-rate 1.25e-4 --seed 30 -o nuclei2d.keras
+        --learning-rate 1.25e-4 --seed 30 -o at16-gamma.keras
+    python tools/train_default_model.py --init at16-gamma.keras --object-size 14 --stages 2 \\
+        --learning-rate 1.25e-4 --seed 40 -o nuclei2d.keras
 """
 
 from __future__ import annotations
