@@ -296,7 +296,7 @@ class Rescale:
         return self.factor != 1.0
 
     def describe(self) -> str:
-        """One line for users, e.g. ``"objects ~58 px -> image scaled x0.34"``."""
+        """One line for users, e.g. ``"objects ~58 px -> image scaled x0.24"``."""
         if self.object_size is None:
             if self.model_size is None:
                 return "object size: not used (the model records none)"
