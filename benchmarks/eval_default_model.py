@@ -97,13 +97,17 @@ def scores(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
         "n_inter": inter,
         "n_union": union,
         "n_tp": [m.tp for m in matches],
-        "n_over": round(over * n_true),
-        "n_under": round(under * count),
     }
 
 
 def _ratio(num: float, den: float) -> float:
     return float(num / den) if den else 1.0
+
+
+def _weighted(rows: list[dict], rate: str, weight: str) -> float:
+    """Mean of the ``rate`` of the rows weighted by their ``weight`` (0 when all weigh 0)."""
+    total = sum(r[weight] for r in rows)
+    return float(sum(r[rate] * r[weight] for r in rows) / total) if total else 0.0
 
 
 def held_out_sets() -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
@@ -133,15 +137,14 @@ def pooled(rows: list[dict]) -> dict[str, float]:
     and all predicted objects of the set.
     """
     total = {k: sum(r[k] for r in rows) for k in ("count", "n_true", "n_inter", "n_union")}
-    total |= {k: sum(r[k] for r in rows) for k in ("n_over", "n_under")}
     tps = np.sum([r["n_tp"] for r in rows], axis=0)
     objects = total["n_true"] + total["count"]
     return {
         "iou": _ratio(total["n_inter"], total["n_union"]),
         "f1": _ratio(2 * tps[0], objects),
         "map": float(np.mean([_ratio(tp, objects - tp) for tp in tps])),
-        "over": _ratio(total["n_over"], total["n_true"]) if total["n_true"] else 0.0,
-        "under": _ratio(total["n_under"], total["count"]) if total["count"] else 0.0,
+        "over": _weighted(rows, "over", "n_true"),  # a share of the true objects
+        "under": _weighted(rows, "under", "count"),  # a share of the predicted objects
         "count": int(total["count"]),
     }
 
