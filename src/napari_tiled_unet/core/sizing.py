@@ -93,8 +93,9 @@ def _blob_radius(image: np.ndarray) -> float:
         while len(pyramid) <= level:
             pyramid.append(_bin(pyramid[-1], 2))
         s = sigma / 2**level
-        # The 5-point Laplacian of the smoothed level: two filter passes instead of the four
-        # of ``gaussian_laplace``, with the same peak scale (s >= 1 px on every level).
+        # The 5-point Laplacian of the smoothed level (s >= 1 px on every level): two filter
+        # passes instead of the four of ``gaussian_laplace``; on the real images at x0.5-x3
+        # the estimates moved by 1.1 % at most.
         response = -(s**2) * ndi.laplace(ndi.gaussian_filter(pyramid[level], s))
         energy.append(float(np.mean(np.clip(response, 0, None) ** 2)))
     values = np.array(energy)
