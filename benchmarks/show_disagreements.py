@@ -11,14 +11,15 @@ these ways, checked in this order:
 - *too big* / *too small*: the best prediction is more than 1.5x / less than 0.6x its area;
 - *shifted*: anything else.
 
-Prints the counts per set and method, then writes a picture of the nuclei that Otsu +
-watershed matches and the U-Net does not (the cases behind the evaluation's gap), and one of
-the reverse: a row per nucleus, a crop of the image (contrast stretched per crop) with the
-label's outline in green and the method's outlines in red (U-Net, left) or blue (Otsu,
-right); the rows and their failures are printed.  Look at them before trusting either
-number.
+Prints the counts per set and method (``--per-image``: per image first), then writes a
+picture of the nuclei that Otsu + watershed matches and the U-Net does not (the cases behind
+the evaluation's gap), and one of the reverse: a row per nucleus, a crop of the image
+(contrast stretched per crop) with the label's outline in green and the method's outlines in
+red (U-Net, left) or blue (Otsu, right); the rows and their failures are printed.  Look at
+them before trusting either number.
 
     python benchmarks/show_disagreements.py [--model M.keras] [--out FOLDER] [--most 24]
+        [--per-image]
 """
 
 from __future__ import annotations
@@ -116,6 +117,9 @@ def main() -> None:
     parser.add_argument("--model", type=Path, help="default: the bundled model")
     parser.add_argument("--out", type=Path, default=Path("."), help="folder of the PNG files")
     parser.add_argument("--most", type=int, default=24, help="nuclei per picture at most")
+    parser.add_argument(
+        "--per-image", action="store_true", help="the counts of every image before its set's"
+    )
     args = parser.parse_args()
     model = load_model(args.model or bundled_models()[0])
     otsu_wins, unet_wins = [], []
@@ -129,10 +133,11 @@ def main() -> None:
             unet = classes_to_instances(result.labels, min_size=20)
             unet = drop_faint(unet, image, DEFAULT_MIN_CONTRAST)
             otsu = otsu_watershed(image, diameter=result.rescale.object_size or 20.0)
+            mine = {method: collections.Counter() for method in tally}
             for label in np.unique(truth)[1:]:
                 u, o = verdict(unet, truth, label), verdict(otsu, truth, label)
-                tally["U-Net"][u] += 1
-                tally["Otsu + watershed"][o] += 1
+                mine["U-Net"][u] += 1
+                mine["Otsu + watershed"][o] += 1
                 if (u == "matched") == (o == "matched"):
                     continue
                 centre = tuple(int(v) for v in np.argwhere(truth == label).mean(axis=0))
@@ -146,6 +151,11 @@ def main() -> None:
                     panel(image[box], truth[box], otsu[box], (0.3, 0.5, 1.0)),
                 )
                 (otsu_wins if o == "matched" else unet_wins).append(case)
+            for method, counts in mine.items():
+                tally[method].update(counts)
+                if args.per_image:
+                    where = f"  {name.split()[0]} #{index}"
+                    print(f"{where:<20} {method:<17}" + "".join(f"{counts[k]:>10}" for k in KINDS))
         for method, counts in tally.items():
             print(f"{name:<20} {method:<17}" + "".join(f"{counts[k]:>10}" for k in KINDS))
     args.out.mkdir(parents=True, exist_ok=True)
