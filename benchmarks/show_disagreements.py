@@ -11,7 +11,8 @@ these ways, checked in this order:
 - *too big* / *too small*: the best prediction is more than 1.5x / less than 0.6x its area;
 - *shifted*: anything else.
 
-Prints the counts per set and method (``--per-image``: per image first), then writes a
+Prints the counts per set and method (``--per-image``: per image first, numbered in the
+order of ``HELD_OUT_BBBC007``, which is the files' sorted order), then writes a
 picture of the nuclei that Otsu + watershed matches and the U-Net does not (the cases behind
 the evaluation's gap), and one of the reverse: a row per nucleus, a crop of the image
 (contrast stretched per crop) with the label's outline in green and the method's outlines in
