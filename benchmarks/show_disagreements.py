@@ -12,12 +12,12 @@ these ways, checked in this order:
 - *shifted*: anything else.
 
 Prints the counts per set and method (``--per-image``: per image first, numbered in the
-order of ``HELD_OUT_BBBC007``, which is the files' sorted order), then writes a
-picture of the nuclei that Otsu + watershed matches and the U-Net does not (the cases behind
-the evaluation's gap), and one of the reverse: a row per nucleus, a crop of the image
-(contrast stretched per crop) with the label's outline in green and the method's outlines in
-red (U-Net, left) or blue (Otsu, right); the rows and their failures are printed.  Look at
-them before trusting either number.
+files' sorted order: BBBC007 #0-#3 are 17P1_POS0013, 20P1_POS0008, 20P1_POS0011, A9_p9d),
+then writes a picture of the nuclei that Otsu + watershed matches and the U-Net does not (the
+cases behind the evaluation's gap), and one of the reverse: a row per nucleus, a crop of the
+image (contrast stretched per crop) with the label's outline in green and the method's
+outlines in red (U-Net, left) or blue (Otsu, right); the rows and their failures are
+printed.  Look at them before trusting either number.
 
     python benchmarks/show_disagreements.py [--model M.keras] [--out FOLDER] [--most 24]
         [--per-image]
