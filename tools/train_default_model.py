@@ -180,6 +180,8 @@ def run_stage(stage: int, args: argparse.Namespace, data: tuple, init: Path | No
         monitor="val_loss",
         scale_range=(0.7, 1.4),
         appearance=True,
+        w0=args.w0,
+        sigma=args.sigma,
     )
     print(f"stage {stage + 1}/{args.stages}: {config.to_dict()}", flush=True)
     partial = target.with_suffix(".partial.keras")
@@ -238,6 +240,12 @@ def main() -> None:
         type=float,
         default=1.0,
         help="area of the BBBC007 training images relative to each other source",
+    )
+    parser.add_argument(
+        "--w0", type=float, default=10.0, help="weight-map gap weight (the paper's w0)"
+    )
+    parser.add_argument(
+        "--sigma", type=float, default=5.0, help="weight-map gap width in px (the paper's sigma)"
     )
     parser.add_argument(
         "--no-calibrate",
