@@ -27,22 +27,10 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-sys.path.insert(0, str(ROOT / "tools"))
 
-from eval_default_model import CHANGES, changed, rescaled, scores  # noqa: E402
-from train_default_model import VALIDATION, VALIDATION_BBBC007, bbbc007  # noqa: E402
+from eval_default_model import CHANGES, changed, rescaled, scores, validation_sets  # noqa: E402
 
 SCALES = (0.5, 1.0, 2.0)
-
-
-def validation_images() -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """(set, image, labels) of the real validation images."""
-    from napari_tiled_unet.data import nuclei2d
-
-    image, labels = nuclei2d()
-    out = [("DSB2018", image[VALIDATION], labels[VALIDATION].astype(np.int32))]
-    out += [("BBBC007", im, lb) for _, im, lb in bbbc007(VALIDATION_BBBC007)]
-    return out
 
 
 def evaluate(path: Path) -> dict[str, dict[str, float]]:
@@ -56,7 +44,7 @@ def evaluate(path: Path) -> dict[str, dict[str, float]]:
     for change in CHANGES:
         rng = np.random.default_rng(0)
         for factor in SCALES:
-            for _, image, labels in validation_images():
+            for image, labels in (pair for v in validation_sets().values() for pair in v):
                 image, truth = rescaled(image.astype(np.float32), labels, factor)
                 image = changed(image, change, rng)
                 result = segment(model, image)
